@@ -1,0 +1,143 @@
+"""Settings for pbsweb (DESIGN §7).
+
+Everything a deployment changes comes from the environment:
+PBSWEB_DATA_DIR, DATABASE_URL, CELERY_BROKER_URL, PBSWEB_NODE, PBSWEB_DEBUG.
+"""
+import os
+import socket
+from pathlib import Path
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+DATA_DIR = Path(os.environ.get("PBSWEB_DATA_DIR", BASE_DIR / "var")).resolve()
+TASK_LOG_DIR = DATA_DIR / "tasks"
+NODE_NAME = os.environ.get("PBSWEB_NODE") or socket.gethostname().split(".")[0] or "localhost"
+
+DEBUG = os.environ.get("PBSWEB_DEBUG", "") == "1"
+ALLOWED_HOSTS = ["*"]
+
+
+def _django_secret_key() -> str:
+    """Kept in the data directory (mode 0600) so sessions survive restarts."""
+    path = DATA_DIR / "django-secret.key"
+    if not path.exists():
+        DATA_DIR.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(os.urandom(32).hex())
+    return path.read_text().strip()
+
+
+SECRET_KEY = _django_secret_key()
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "pbsweb",
+    "datastores",
+    "remotes",
+    "syncjobs",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    "pbsweb.access.LoginRequiredMiddleware",
+]
+
+ROOT_URLCONF = "pbsweb.urls"
+WSGI_APPLICATION = "pbsweb.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "pbsweb.context.navigation",
+            ],
+        },
+    },
+]
+
+
+def _database_from_env() -> dict:
+    url = os.environ.get("DATABASE_URL")
+    if url:
+        import dj_database_url
+        return dj_database_url.parse(url, conn_max_age=60)
+    return {
+        "ENGINE": "django.db.backends.sqlite3",
+        "NAME": DATA_DIR / "db.sqlite3",
+        # Web, worker and beat share the file: wait for locks, use WAL.
+        "OPTIONS": {"timeout": 30, "init_command": "PRAGMA journal_mode=WAL;", "transaction_mode": "IMMEDIATE"},
+        "TEST": {"NAME": str(DATA_DIR / "test-db.sqlite3")},
+    }
+
+
+DATABASES = {"default": _database_from_env()}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = []
+LOGIN_URL = "/login/"
+LOGIN_REDIRECT_URL = "/"
+SESSION_COOKIE_AGE = 2 * 3600  # PBS tickets live two hours
+SESSION_SAVE_EVERY_REQUEST = True
+SESSION_COOKIE_SECURE = os.environ.get("PBSWEB_TLS", "1") == "1" and not os.environ.get("PBSWEB_INSECURE_COOKIES")
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_PROXY_SSL_HEADER = None
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = os.environ.get("TZ", "UTC") if "/" in os.environ.get("TZ", "") else "UTC"
+USE_I18N = False
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = DATA_DIR / "static"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": "WARNING"},
+}
+
+# Celery: Redis when CELERY_BROKER_URL is set, else kombu's filesystem transport
+# under the data directory, so a machine with only Python runs workers and beat.
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "filesystem://")
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    _queue_dir = DATA_DIR / "broker" / "queue"
+    _processed_dir = DATA_DIR / "broker" / "processed"
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_queue_dir),
+        "data_folder_out": str(_queue_dir),
+        "processed_folder": str(_processed_dir),
+        "store_processed": False,
+        "polling_interval": 0.5,
+    }
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_ACKS_LATE = False
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TASK_DEFAULT_QUEUE = "pbsweb"
+CELERY_BEAT_SCHEDULE = {
+    "scheduler-tick": {"task": "pbsweb.tasks.scheduler_tick", "schedule": 60.0},
+}
+CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
+
+# The Fernet key that encrypts secrets at rest (S3 secret keys, passphrases).
+PBSWEB_SECRET_KEY_FILE = DATA_DIR / "secret.key"
