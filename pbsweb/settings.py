@@ -44,6 +44,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -69,6 +70,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "pbsweb.context.navigation",
             ],
+            "builtins": ["pbsweb.templatetags.pbsweb_tags"],
         },
     },
 ]
@@ -81,7 +83,7 @@ def _database_from_env() -> dict:
         return dj_database_url.parse(url, conn_max_age=60)
     return {
         "ENGINE": "django.db.backends.sqlite3",
-        "NAME": DATA_DIR / "db.sqlite3",
+        "NAME": os.environ.get("PBSWEB_SQLITE_PATH") or DATA_DIR / "db.sqlite3",
         # Web, worker and beat share the file: wait for locks, use WAL.
         "OPTIONS": {"timeout": 30, "init_command": "PRAGMA journal_mode=WAL;", "transaction_mode": "IMMEDIATE"},
         "TEST": {"NAME": str(DATA_DIR / "test-db.sqlite3")},
@@ -107,7 +109,7 @@ USE_TZ = True
 
 STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
-STATIC_ROOT = DATA_DIR / "static"
+STATIC_ROOT = None  # WhiteNoise serves from the app folders (WHITENOISE_USE_FINDERS)
 
 LOGGING = {
     "version": 1,
@@ -141,3 +143,8 @@ CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 
 # The Fernet key that encrypts secrets at rest (S3 secret keys, passphrases).
 PBSWEB_SECRET_KEY_FILE = DATA_DIR / "secret.key"
+
+# Static files are served by WhiteNoise from the app folders (no collectstatic step).
+WHITENOISE_USE_FINDERS = True
+TLS_CERT_FILE = DATA_DIR / "proxy.pem"
+TLS_KEY_FILE = DATA_DIR / "proxy.key"

@@ -102,3 +102,198 @@ def s3_bucket(s3_client):
     name = f"test-{uuid.uuid4().hex[:12]}"
     s3_client.create_bucket(Bucket=name)
     return name
+
+
+# --- Redis, a real Celery worker, the web server, a browser ------------------
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    """The machine's Redis on 6379 if one answers, else one we start and stop."""
+    if port_open(6379):
+        yield "redis://127.0.0.1:6379/13"
+        return
+    server = shutil.which("redis-server")
+    if not server:
+        pytest.fail("no Redis on 127.0.0.1:6379 and no redis-server binary (make test installs it)")
+    port = free_port()
+    workdir = tmp_path_factory.mktemp("redis")
+    proc = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                             "--appendonly", "no", "--dir", str(workdir)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    wait_for_port(port, proc=proc)
+    yield f"redis://127.0.0.1:{port}/13"
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def service_env(**extra) -> dict:
+    """Environment for subprocesses (worker, gunicorn, CLI) that share the test database."""
+    from django.conf import settings
+    db = settings.DATABASES["default"]
+    env = dict(os.environ)
+    env["PBSWEB_DATA_DIR"] = str(settings.DATA_DIR)
+    env["DJANGO_SETTINGS_MODULE"] = "pbsweb.settings"
+    if db["ENGINE"].endswith("sqlite3"):
+        env["PBSWEB_SQLITE_PATH"] = str(db["NAME"])
+    env.update(extra)
+    return env
+
+
+class Worker:
+    """A real `celery worker` subprocess consuming the test broker."""
+
+    def __init__(self, broker_url: str, log_path: Path, queues: str = "pbsweb"):
+        celery_bin = str(VENV_BIN / "celery")
+        self.log_path = log_path
+        self._log = open(log_path, "wb")
+        self.proc = subprocess.Popen(
+            [celery_bin, "-A", "pbsweb", "worker", "--loglevel=info", f"--queues={queues}",
+             "--concurrency=2", "--pool=prefork", "--without-gossip", "--without-mingle",
+             f"--hostname=test-{uuid.uuid4().hex[:6]}@%h"],
+            cwd=REPO, env=service_env(CELERY_BROKER_URL=broker_url),
+            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        deadline = time.monotonic() + 30
+        while b" ready." not in log_path.read_bytes():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("celery worker did not start:\n" + log_path.read_text()[-3000:])
+            time.sleep(0.2)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+        self._log.close()
+
+
+@pytest.fixture(scope="session")
+def celery_broker(redis_url):
+    """Point this process's Celery app at the test Redis and empty the test queue."""
+    import redis as redis_lib
+    from pbsweb.celery import app
+    redis_lib.Redis.from_url(redis_url).flushdb()
+    app.conf.broker_url = redis_url
+    app.conf.broker_transport_options = {}
+    # Drop connections made with the default (filesystem) broker, if any.
+    if app._pool is not None:
+        app._pool.force_close_all()
+        app._pool = None
+    app.amqp._producer_pool = None
+    return redis_url
+
+
+@pytest.fixture
+def celery_worker(celery_broker, transactional_db, tmp_path):
+    """A real worker for one test; the test's data is committed (transactional_db)."""
+    worker = Worker(celery_broker, tmp_path / "worker.log")
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
+def admin_user(django_user_model):
+    return django_user_model.objects.create_superuser(username="admin@pbs", password="admin-password-1")
+
+
+@pytest.fixture
+def audit_user(django_user_model):
+    from pbsweb.models import AclEntry
+    user = django_user_model.objects.create_user(username="auditor@pbs", password="audit-password-1")
+    AclEntry.objects.create(user=user, path="/", role="Audit")
+    return user
+
+
+@pytest.fixture
+def admin_client(client, admin_user):
+    client.force_login(admin_user)
+    return client
+
+
+@pytest.fixture
+def audit_client(client, audit_user):
+    client.force_login(audit_user)
+    return client
+
+
+class WebServer:
+    """gunicorn serving the console over HTTPS on a free port, as `make run` does."""
+
+    def __init__(self, log_path: Path, broker_url: str):
+        from django.core.management import call_command
+        call_command("firstrun", stdout=open(os.devnull, "w"))
+        self.port = free_port()
+        self.url = f"https://127.0.0.1:{self.port}"
+        self._log = open(log_path, "wb")
+        self.log_path = log_path
+        self.proc = subprocess.Popen(
+            [str(VENV_BIN / "gunicorn"), "-c", "pbsweb/gunicorn_conf.py", "pbsweb.wsgi"],
+            cwd=REPO, env=service_env(PBSWEB_PORT=str(self.port), PBSWEB_BIND="127.0.0.1",
+                                      PBSWEB_WEB_WORKERS="1", CELERY_BROKER_URL=broker_url),
+            stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        wait_for_port(self.port, proc=self.proc, timeout=30)
+
+    def stop(self):
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self._log.close()
+
+
+@pytest.fixture
+def web_server(celery_broker, transactional_db, tmp_path):
+    server = WebServer(tmp_path / "gunicorn.log", celery_broker)
+    yield server
+    server.stop()
+
+
+OUTPUT_DIR = REPO / "test-output"
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+    executable = shutil.which("chromium")
+    if not executable:
+        pytest.fail("Debian's chromium is not installed (make test installs it)")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=executable, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+            "--disable-sync", "--no-first-run", "--disable-quic"])
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, request):
+    """A fresh browser page; a screenshot of it is saved under test-output/ at the end."""
+    context = browser.new_context(ignore_https_errors=True, viewport={"width": 1280, "height": 800})
+    pg = context.new_page()
+    pg.set_default_timeout(15000)
+    yield pg
+    OUTPUT_DIR.mkdir(exist_ok=True)
+    try:
+        pg.screenshot(path=str(OUTPUT_DIR / f"{request.node.name}.png"), full_page=True)
+    finally:
+        context.close()
+
+
+def browser_login(page, server, username="admin", password="admin-password-1"):
+    page.goto(f"{server.url}/login/")
+    page.fill("#id_username", username)
+    page.fill("#id_password", password)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{server.url}/")

@@ -1,0 +1,2 @@
+"""JSON API paths of this app under /api2/json/."""
+urlpatterns = []

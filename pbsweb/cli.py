@@ -1,0 +1,54 @@
+"""Helpers for the management commands: PBS-style tables, errors, running tasks."""
+import json
+import sys
+
+from django.core.management.base import CommandError
+
+BOX = {"tl": "┌", "tm": "┬", "tr": "┐", "hl": "─", "vl": "│", "ml": "╞", "mm": "╪", "mr": "╡",
+       "hh": "═", "bl": "└", "bm": "┴", "br": "┘"}
+
+
+def box_table(headers: list[str], rows: list[list]) -> str:
+    """A table drawn like proxmox-backup-manager's text output."""
+    cells = [[("" if v is None else str(v)) for v in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+
+    def line(left, mid, right, fill):
+        return left + mid.join(fill * (w + 2) for w in widths) + right
+
+    def row(values):
+        return BOX["vl"] + BOX["vl"].join(f" {v.ljust(w)} " for v, w in zip(values, widths)) + BOX["vl"]
+
+    out = [line(BOX["tl"], BOX["tm"], BOX["tr"], BOX["hl"]), row(headers),
+           line(BOX["ml"], BOX["mm"], BOX["mr"], BOX["hh"])]
+    for i, r in enumerate(cells):
+        out.append(row(r))
+        if i < len(cells) - 1:
+            out.append(line("├", "┼", "┤", BOX["hl"]))
+    out.append(line(BOX["bl"], BOX["bm"], BOX["br"], BOX["hl"]))
+    return "\n".join(out)
+
+
+def print_output(stdout, fmt: str, headers: list[str], keys: list[str], items: list[dict]) -> None:
+    if fmt == "json":
+        stdout.write(json.dumps(items, indent=None, default=str))
+    elif fmt == "json-pretty":
+        stdout.write(json.dumps(items, indent=2, default=str))
+    else:
+        stdout.write(box_table(headers, [[item.get(k) for k in keys] for item in items]))
+
+
+def usage_error(message: str) -> CommandError:
+    """A one-line error naming the field; management commands exit 2 with it."""
+    return CommandError(message, returncode=2)
+
+
+def finish_task(task) -> None:
+    """Exit non-zero when the task the command ran failed (its log was streamed already)."""
+    if task.state == "error":
+        sys.stdout.flush()
+        raise CommandError(f"task failed: {task.status}", returncode=1)
+
+
+def add_output_format(parser) -> None:
+    parser.add_argument("--output-format", choices=["text", "json", "json-pretty"], default="text")

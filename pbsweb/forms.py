@@ -1,0 +1,43 @@
+from django import forms
+from django.contrib.auth import authenticate, get_user_model
+
+from pbsweb.access import REALMS, ROLES
+
+
+class LoginForm(forms.Form):
+    username = forms.CharField(label="User name", max_length=100)
+    password = forms.CharField(label="Password", widget=forms.PasswordInput)
+    realm = forms.ChoiceField(label="Realm", choices=REALMS, initial="pbs")
+
+    def __init__(self, request=None, *args, **kwargs):
+        self.request = request
+        self.user = None
+        super().__init__(*args, **kwargs)
+
+    def clean(self):
+        data = super().clean()
+        if self.errors:
+            return data
+        username = data["username"]
+        if "@" not in username:
+            username = f"{username}@{data['realm']}"
+        self.user = authenticate(self.request, username=username, password=data["password"])
+        if self.user is None:
+            # Same message whatever was wrong, as PBS: do not reveal which users exist.
+            raise forms.ValidationError("Login failed. Please try again")
+        return data
+
+
+class UserForm(forms.Form):
+    userid = forms.RegexField(label="User name", regex=r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$", max_length=64,
+                              error_messages={"invalid": "User name: letters, digits, '.', '_' and '-' only"})
+    password = forms.CharField(label="Password", widget=forms.PasswordInput, min_length=8)
+    role = forms.ChoiceField(label="Role", choices=[(r, r) for r in ROLES])
+    path = forms.RegexField(label="Path", regex=r"^/([A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*)?$", initial="/",
+                            error_messages={"invalid": "Path: an ACL path such as / or /datastore/store1"})
+
+    def clean_userid(self):
+        userid = self.cleaned_data["userid"] + "@pbs"
+        if get_user_model().objects.filter(username=userid).exists():
+            raise forms.ValidationError(f"User name: '{userid}' already exists")
+        return userid

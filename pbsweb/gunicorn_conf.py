@@ -1,0 +1,14 @@
+"""gunicorn settings for `make run`: HTTPS on port 8007 with the generated certificate, as PBS."""
+import os
+from pathlib import Path
+
+_data = Path(os.environ.get("PBSWEB_DATA_DIR", Path(__file__).resolve().parent.parent / "var")).resolve()
+
+bind = f"{os.environ.get('PBSWEB_BIND', '0.0.0.0')}:{os.environ.get('PBSWEB_PORT', '8007')}"
+workers = int(os.environ.get("PBSWEB_WEB_WORKERS", "2"))
+threads = 4
+timeout = 60
+accesslog = "-"
+if os.environ.get("PBSWEB_TLS", "1") == "1":
+    certfile = str(_data / "proxy.pem")
+    keyfile = str(_data / "proxy.key")

@@ -1,0 +1,124 @@
+from datetime import timedelta
+
+from django.conf import settings
+from django.db import models
+from django.utils import timezone
+
+from pbsweb import tasklog
+from pbsweb.upid import parse_upid
+
+
+class Task(models.Model):
+    """One run of a long operation (DESIGN §4). The log stays a file."""
+
+    QUEUED, RUNNING, OK, WARNING, ERROR = "queued", "running", "ok", "warning", "error"
+    STATES = [(s, s) for s in (QUEUED, RUNNING, OK, WARNING, ERROR)]
+
+    upid = models.CharField(max_length=512, unique=True)
+    node = models.CharField(max_length=64)
+    worker_type = models.CharField(max_length=64)
+    worker_id = models.CharField(max_length=255, blank=True)
+    user = models.CharField(max_length=128)
+    starttime = models.DateTimeField(default=timezone.now)
+    endtime = models.DateTimeField(null=True, blank=True)
+    state = models.CharField(max_length=16, choices=STATES, default=QUEUED)
+    # PBS's status text: "OK", "WARNINGS: 3", or the error message.
+    status = models.TextField(blank=True)
+    progress = models.FloatField(null=True, blank=True)
+    progress_text = models.CharField(max_length=255, blank=True)
+    abort_requested = models.BooleanField(default=False)
+    heartbeat = models.DateTimeField(null=True, blank=True)
+    # What runs: a registered function name and its JSON arguments.
+    function = models.CharField(max_length=255, blank=True)
+    arguments = models.JSONField(default=dict, blank=True)
+    queue = models.CharField(max_length=128, blank=True)
+
+    class Meta:
+        ordering = ["-starttime", "-id"]
+        indexes = [
+            models.Index(fields=["-starttime", "-id"]),
+            models.Index(fields=["state", "-starttime"]),
+            models.Index(fields=["worker_type", "-starttime"]),
+        ]
+
+    def __str__(self) -> str:
+        return self.upid
+
+    @property
+    def log_path(self):
+        return tasklog.log_path(settings.TASK_LOG_DIR, self.upid, parse_upid(self.upid).pstart)
+
+    @property
+    def running(self) -> bool:
+        return self.state in (self.QUEUED, self.RUNNING)
+
+    @property
+    def duration(self) -> timedelta | None:
+        end = self.endtime or (timezone.now() if self.running else None)
+        return end - self.starttime if end else None
+
+    @property
+    def description(self) -> str:
+        from pbsweb.worker import describe
+        return describe(self.worker_type, self.worker_id)
+
+
+class AclEntry(models.Model):
+    """A role granted to a user on a path, as PBS's acl.cfg (`/`, `/datastore/x`, `/remote/y`)."""
+
+    path = models.CharField(max_length=255, default="/")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="acl")
+    role = models.CharField(max_length=64)
+    propagate = models.BooleanField(default=True)
+
+    class Meta:
+        unique_together = [("path", "user", "role")]
+        ordering = ["path", "user__username"]
+
+    def __str__(self) -> str:
+        return f"{self.path} {self.user.username} {self.role}"
+
+
+class ScheduledJob(models.Model):
+    """Base of every job that runs on a calendar-event schedule (sync, prune, verify, GC).
+
+    The scheduler tick starts a job when `next_run` has passed; subclasses
+    implement `start(user)` returning the Task they queued.
+    """
+
+    schedule = models.CharField(max_length=128, blank=True)
+    enabled = models.BooleanField(default=True)
+    next_run = models.DateTimeField(null=True, blank=True)
+    last_task = models.ForeignKey(Task, null=True, blank=True, on_delete=models.SET_NULL, related_name="+")
+    comment = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        abstract = True
+
+    def compute_next_run(self, after=None):
+        from pbsweb.calendarevent import parse_schedule
+        if not self.schedule or not self.enabled:
+            return None
+        after = (after or timezone.now()).astimezone(timezone.get_current_timezone())
+        return parse_schedule(self.schedule).next_after(after)
+
+    def start(self, user: str) -> Task:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+class ApiToken(models.Model):
+    """`user@realm!name` tokens for scripts; the secret is stored hashed, shown once."""
+
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="api_tokens")
+    name = models.CharField(max_length=64)
+    secret_hash = models.CharField(max_length=128)
+    enabled = models.BooleanField(default=True)
+    expire = models.DateTimeField(null=True, blank=True)
+    comment = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        unique_together = [("user", "name")]
+
+    @property
+    def tokenid(self) -> str:
+        return f"{self.user.username}!{self.name}"

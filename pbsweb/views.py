@@ -1,0 +1,166 @@
+from datetime import timedelta
+
+from django.contrib.auth import get_user_model, login, logout
+from django.core.paginator import Paginator
+from django.db.models import Count, Q
+from django.http import Http404, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils import timezone
+from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.http import require_POST, require_safe
+
+from pbsweb import tasklog
+from pbsweb.access import require
+from pbsweb.forms import LoginForm, UserForm
+from pbsweb.models import AclEntry, Task
+from pbsweb.worker import request_stop
+
+TASKS_PER_PAGE = 50
+
+
+def login_view(request):
+    form = LoginForm(request, data=request.POST or None)
+    if request.method == "POST" and form.is_valid():
+        login(request, form.user)
+        target = request.GET.get("next", "/")
+        if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+            target = "/"
+        return redirect(target)
+    return render(request, "login.html", {"form": form}, status=400 if form.errors else 200)
+
+
+@require_POST
+def logout_view(request):
+    logout(request)
+    return redirect("login")
+
+
+@require_safe
+@require("Sys.Audit")
+def dashboard(request):
+    now = timezone.now()
+    since = now - timedelta(days=30)
+    summary = (Task.objects.filter(starttime__gte=since).values("worker_type")
+               .annotate(ok=Count("id", filter=Q(state=Task.OK)),
+                         warning=Count("id", filter=Q(state=Task.WARNING)),
+                         error=Count("id", filter=Q(state=Task.ERROR)),
+                         running=Count("id", filter=Q(state__in=[Task.QUEUED, Task.RUNNING])))
+               .order_by("worker_type"))
+    running = Task.objects.filter(state__in=[Task.QUEUED, Task.RUNNING])[:20]
+    return render(request, "dashboard.html", {"summary": summary, "running": running})
+
+
+def _filtered_tasks(request):
+    tasks = Task.objects.all()
+    worker_type = request.GET.get("type", "")
+    state = request.GET.get("state", "")
+    if worker_type:
+        tasks = tasks.filter(worker_type=worker_type)
+    if state == "running":
+        tasks = tasks.filter(state__in=[Task.QUEUED, Task.RUNNING])
+    elif state == "errors":
+        tasks = tasks.filter(state=Task.ERROR)
+    elif state in (Task.OK, Task.WARNING):
+        tasks = tasks.filter(state=state)
+    return tasks, worker_type, state
+
+
+@require_safe
+@require("Sys.Audit")
+def task_list(request):
+    tasks, worker_type, state = _filtered_tasks(request)
+    page = Paginator(tasks.only(
+        "upid", "worker_type", "worker_id", "user", "starttime", "endtime", "state", "status", "progress",
+    ), TASKS_PER_PAGE).get_page(request.GET.get("page"))
+    query = request.GET.copy()
+    query.pop("page", None)
+    return render(request, "tasks/list.html", {
+        "page": page, "worker_type": worker_type, "state": state, "query": query.urlencode(),
+        "types": sorted(Task.objects.order_by().values_list("worker_type", flat=True).distinct()),
+    })
+
+
+@require_safe
+@require("Sys.Audit")
+def task_detail(request, upid):
+    task = get_object_or_404(Task, upid=upid)
+    data, start, end = tasklog.read_tail(task.log_path)
+    return render(request, "tasks/detail.html", {
+        "task": task, "log": data.decode("utf-8", "replace"), "log_start": start, "log_end": end,
+    })
+
+
+@require_safe
+@require("Sys.Audit")
+def task_log(request, upid):
+    """The log past byte `start` (htmx polls this while the task runs)."""
+    task = get_object_or_404(Task, upid=upid)
+    try:
+        start = max(0, int(request.GET.get("start", "0")))
+    except ValueError:
+        raise Http404("start: not a byte offset")
+    data, end = tasklog.read_from(task.log_path, start)
+    response = render(request, "tasks/log_chunk.html", {
+        "task": task, "text": data.decode("utf-8", "replace"), "end": end,
+    })
+    if not task.running and not data:
+        response["HX-Trigger"] = "task-finished"
+    return response
+
+
+@require_safe
+@require("Sys.Audit")
+def task_log_download(request, upid):
+    task = get_object_or_404(Task, upid=upid)
+    try:
+        return HttpResponse(open(task.log_path, "rb"), content_type="text/plain; charset=utf-8")
+    except FileNotFoundError:
+        return HttpResponse(b"", content_type="text/plain")
+
+
+@require_safe
+@require("Sys.Audit")
+def task_status(request, upid):
+    task = get_object_or_404(Task, upid=upid)
+    return render(request, "tasks/status.html", {"task": task})
+
+
+@require_POST
+@require("Sys.Modify")
+def task_stop(request, upid):
+    task = get_object_or_404(Task, upid=upid)
+    if task.running:
+        request_stop(task)
+    if request.htmx:
+        return render(request, "tasks/status.html", {"task": Task.objects.get(pk=task.pk)})
+    return redirect("task-detail", upid=upid)
+
+
+@require_safe
+@require("Sys.Audit")
+def access_control(request):
+    users = get_user_model().objects.order_by("username").prefetch_related("acl")
+    return render(request, "access/users.html", {"users": users, "form": UserForm()})
+
+
+@require_POST
+@require("Permissions.Modify")
+def user_add(request):
+    form = UserForm(request.POST)
+    if not form.is_valid():
+        users = get_user_model().objects.order_by("username")
+        return render(request, "access/users.html", {"users": users, "form": form, "show_dialog": True}, status=400)
+    data = form.cleaned_data
+    user = get_user_model().objects.create_user(username=data["userid"], password=data["password"])
+    AclEntry.objects.create(user=user, path=data["path"], role=data["role"])
+    return redirect("access-control")
+
+
+@require_POST
+@require("Permissions.Modify")
+def user_remove(request, username):
+    user = get_object_or_404(get_user_model(), username=username)
+    if user == request.user:
+        return HttpResponse("You cannot remove your own user", status=400)
+    user.delete()
+    return redirect("access-control")

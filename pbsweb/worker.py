@@ -1,0 +1,230 @@
+"""The task system: every long operation runs as a Task with a log (DESIGN §4).
+
+Apps register worker functions with @task_function. A function takes a
+TaskReporter as its first argument (the engines' Reporter protocol: log, warn,
+progress, check_abort) plus JSON-able keyword arguments. It runs either in a
+Celery worker (`start_task`) or in the calling process (`run_task_inline`, for
+the CLI). Either way one run per (worker type, worker id) at a time, enforced
+by an flock that dies with the process, so a killed task leaves no stale lock.
+"""
+import fcntl
+import importlib
+import logging
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+from django.conf import settings
+from django.utils import timezone
+
+from datastores.engine.report import Reporter, TaskAborted
+from pbsweb import tasklog
+from pbsweb.models import Task
+from pbsweb.upid import new_upid
+
+log = logging.getLogger(__name__)
+
+TASK_FUNCTIONS: dict[str, Callable] = {}
+
+DESCRIPTIONS = {
+    "backup": "Backup {id}",
+    "reader": "Restore {id}",
+    "prune": "Prune {id}",
+    "prunejob": "Prune Job {id}",
+    "garbage_collection": "Datastore {id} Garbage Collect",
+    "verify": "Verify {id}",
+    "verificationjob": "Verify Job {id}",
+    "syncjob": "Sync Job {id}",
+    "remotetest": "Remote {id} Test Connection",
+    "catalog": "Catalog rebuild {id}",
+    "drill": "Restore drill {id}",
+    "s3-refresh": "Refresh inventory {id}",
+}
+
+
+def describe(worker_type: str, worker_id: str) -> str:
+    template = DESCRIPTIONS.get(worker_type)
+    if template:
+        return template.format(id=worker_id).strip()
+    return f"{worker_type} {worker_id}".strip()
+
+
+def task_function(func: Callable) -> Callable:
+    """Register a function that tasks may run, under `module.name`."""
+    TASK_FUNCTIONS[f"{func.__module__}.{func.__name__}"] = func
+    return func
+
+
+def resolve_function(name: str) -> Callable:
+    """The registered function `module.name`, importing its module on first use."""
+    if name not in TASK_FUNCTIONS:
+        module = name.rpartition(".")[0]
+        if module.split(".")[0] in ("pbsweb", "datastores", "remotes", "syncjobs"):
+            importlib.import_module(module)
+    try:
+        return TASK_FUNCTIONS[name]
+    except KeyError:
+        raise KeyError(f"unknown task function {name}") from None
+
+
+class TaskReporter(Reporter):
+    """Writes the task log, stores progress, and turns a stop request into TaskAborted."""
+
+    DB_INTERVAL = 1.0  # seconds between progress/abort round trips to the database
+
+    def __init__(self, task: Task, writer: tasklog.TaskLogWriter, echo=None):
+        self.task = task
+        self.writer = writer
+        self.echo = echo
+        self.warnings = 0
+        self._last_db = 0.0
+        self._pending_progress: tuple[float, str] | None = None
+
+    def log(self, msg: str) -> None:
+        text = self.writer.write(msg)
+        if self.echo:
+            self.echo.write(text)
+            self.echo.flush()
+
+    def warn(self, msg: str) -> None:
+        self.warnings += 1
+        self.log(f"WARN: {msg}")
+
+    def progress(self, fraction: float, text: str = "") -> None:
+        self._pending_progress = (max(0.0, min(1.0, fraction)), text[:255])
+        self._sync_db()
+
+    def check_abort(self) -> None:
+        self._sync_db()
+        if self.task.abort_requested:
+            raise TaskAborted("task aborted")
+
+    def _sync_db(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_db < self.DB_INTERVAL:
+            return
+        self._last_db = now
+        fields = {"heartbeat": timezone.now()}
+        if self._pending_progress is not None:
+            fields["progress"], fields["progress_text"] = self._pending_progress
+            self._pending_progress = None
+        Task.objects.filter(pk=self.task.pk).update(**fields)
+        self.task.abort_requested = Task.objects.filter(pk=self.task.pk).values_list(
+            "abort_requested", flat=True).first() or False
+
+
+def _lock_path(worker_type: str, worker_id: str) -> Path:
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{worker_type}-{worker_id}")
+    return Path(settings.DATA_DIR) / "locks" / f"{safe}.lock"
+
+
+class JobLock:
+    """Exclusive, non-blocking flock per job; released when the process dies."""
+
+    def __init__(self, worker_type: str, worker_id: str):
+        self.path = _lock_path(worker_type, worker_id)
+        self.fd = None
+
+    def acquire(self) -> bool:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self.fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(self.fd)
+            self.fd = None
+            return False
+        return True
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def create_task(function: str, worker_type: str, worker_id: str, user: str,
+                arguments: dict | None = None, queue: str = "") -> Task:
+    resolve_function(function)
+    now = timezone.now()
+    upid = new_upid(settings.NODE_NAME, worker_type, worker_id, user, int(now.timestamp()))
+    return Task.objects.create(
+        upid=str(upid), node=upid.node, worker_type=worker_type, worker_id=worker_id, user=user,
+        starttime=now, function=function, arguments=arguments or {}, queue=queue,
+    )
+
+
+def start_task(function: str, worker_type: str, worker_id: str, user: str,
+               arguments: dict | None = None, queue: str = "") -> Task:
+    """Queue a task for a Celery worker; returns at once (web requests use this)."""
+    from pbsweb.tasks import run_task
+    task = create_task(function, worker_type, worker_id, user, arguments, queue)
+    options = {"queue": queue} if queue else {}
+    run_task.apply_async(args=[task.upid], **options)
+    return task
+
+
+def run_task_inline(function: str, worker_type: str, worker_id: str, user: str,
+                    arguments: dict | None = None, echo=sys.stdout) -> Task:
+    """Run a task in this process, streaming its log to `echo` (the CLI uses this)."""
+    task = create_task(function, worker_type, worker_id, user, arguments)
+    execute(task, echo=echo)
+    task.refresh_from_db()
+    return task
+
+
+def execute(task: Task, echo=None) -> None:
+    """Run a created task to its end, writing the final TASK line and state."""
+    writer = tasklog.TaskLogWriter(task.log_path)
+    reporter = TaskReporter(task, writer, echo=echo)
+    lock = JobLock(task.worker_type, task.worker_id)
+    Task.objects.filter(pk=task.pk).update(state=Task.RUNNING, heartbeat=timezone.now())
+    state, status = Task.ERROR, "unknown"
+    try:
+        if task.abort_requested or Task.objects.filter(pk=task.pk, abort_requested=True).exists():
+            raise TaskAborted("task aborted")
+        if not lock.acquire():
+            raise RuntimeError(f"another {describe(task.worker_type, task.worker_id)} task is running")
+        resolve_function(task.function)(reporter, **task.arguments)
+        if reporter.warnings:
+            state, status = Task.WARNING, f"WARNINGS: {reporter.warnings}"
+        else:
+            state, status = Task.OK, "OK"
+    except TaskAborted as exc:
+        status = str(exc) or "task aborted"
+    except Exception as exc:  # every failure ends the task with its message, never a traceback
+        status = user_message(exc)
+        log.exception("task %s failed", task.upid)
+    finally:
+        lock.release()
+        final = f"TASK {status}" if state != Task.ERROR else f"TASK ERROR: {status}"
+        reporter.log(final)
+        writer.close()
+        Task.objects.filter(pk=task.pk).update(
+            state=state, status=status, endtime=timezone.now(),
+            progress=1.0 if state != Task.ERROR else None,
+        )
+
+
+def user_message(exc: Exception) -> str:
+    """One line for the task log: the message of user-facing errors, else type and message."""
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    known = ("DatastoreError", "SyncError", "ValidationError", "ScheduleError", "RuntimeError",
+             "RemoteError", "CorruptionError", "ConnectionTestError")
+    if type(exc).__name__ in known or isinstance(exc, (OSError, ValueError)):
+        return text or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def request_stop(task: Task) -> None:
+    """Ask a running task to stop; a queued one is ended at once."""
+    Task.objects.filter(pk=task.pk).update(abort_requested=True)
+    if task.state == Task.QUEUED:
+        updated = Task.objects.filter(pk=task.pk, state=Task.QUEUED).update(
+            state=Task.ERROR, status="task aborted", endtime=timezone.now())
+        if updated:
+            writer = tasklog.TaskLogWriter(task.log_path)
+            writer.write("TASK ERROR: task aborted")
+            writer.close()
