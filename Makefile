@@ -18,7 +18,7 @@ $(STAMP): requirements.txt
 run: $(STAMP)
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py firstrun
-	$(BIN)/honcho -f Procfile start
+	PYTHONUNBUFFERED=1 $(BIN)/honcho -f Procfile start
 
 # Debian's chromium drives the browser tests; redis-server is started by the
 # tests only if nothing answers on 127.0.0.1:6379.

@@ -167,15 +167,18 @@ def start_task(function: str, worker_type: str, worker_id: str, user: str,
 
 
 def run_task_inline(function: str, worker_type: str, worker_id: str, user: str,
-                    arguments: dict | None = None, echo=sys.stdout) -> Task:
-    """Run a task in this process, streaming its log to `echo` (the CLI uses this)."""
+                    arguments: dict | None = None, echo=sys.stdout, private: dict | None = None) -> Task:
+    """Run a task in this process, streaming its log to `echo` (the CLI uses this).
+
+    `private` arguments (e.g. a secret typed into a dialog) reach the function
+    but are never stored with the task."""
     task = create_task(function, worker_type, worker_id, user, arguments)
-    execute(task, echo=echo)
+    execute(task, echo=echo, private=private)
     task.refresh_from_db()
     return task
 
 
-def execute(task: Task, echo=None) -> None:
+def execute(task: Task, echo=None, private: dict | None = None) -> None:
     """Run a created task to its end, writing the final TASK line and state."""
     writer = tasklog.TaskLogWriter(task.log_path)
     reporter = TaskReporter(task, writer, echo=echo)
@@ -187,7 +190,7 @@ def execute(task: Task, echo=None) -> None:
             raise TaskAborted("task aborted")
         if not lock.acquire():
             raise RuntimeError(f"another {describe(task.worker_type, task.worker_id)} task is running")
-        resolve_function(task.function)(reporter, **task.arguments)
+        resolve_function(task.function)(reporter, **task.arguments, **(private or {}))
         if reporter.warnings:
             state, status = Task.WARNING, f"WARNINGS: {reporter.warnings}"
         else:

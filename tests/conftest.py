@@ -63,7 +63,10 @@ class S3Server:
         """Turn moto's IAM enforcement on (every request must be signed by a real IAM key) or off."""
         import urllib.request
         body = b"0" if enforce else b"inf"
-        urllib.request.urlopen(urllib.request.Request(f"{self.url}/moto-api/reset-auth", data=body, method="POST"), timeout=5)
+        # moto reads the body only when it is not sent as a form
+        request = urllib.request.Request(f"{self.url}/moto-api/reset-auth", data=body, method="POST",
+                                         headers={"Content-Type": "text/plain"})
+        urllib.request.urlopen(request, timeout=5)
 
     def stop(self) -> None:
         self.proc.terminate()
