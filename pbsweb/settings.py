@@ -150,3 +150,11 @@ PBSWEB_SECRET_KEY_FILE = DATA_DIR / "secret.key"
 WHITENOISE_USE_FINDERS = True
 TLS_CERT_FILE = DATA_DIR / "proxy.pem"
 TLS_KEY_FILE = DATA_DIR / "proxy.key"
+
+# A cache shared by web workers (login throttling) without a cache server.
+CACHES = {
+    "default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+                "LOCATION": str(DATA_DIR / "cache")},
+}
+LOGIN_FAILURE_LIMIT = 5       # failed logins per user name or client address ...
+LOGIN_FAILURE_WINDOW = 300    # ... within this many seconds lock further attempts out

@@ -25,5 +25,7 @@ def run_task(upid: str) -> None:
 @shared_task(name="pbsweb.tasks.scheduler_tick")
 def scheduler_tick() -> int:
     from pbsweb.scheduler import run_due_jobs
+    from pbsweb.worker import reap_dead_tasks
     close_old_connections()
+    reap_dead_tasks()
     return len(run_due_jobs())

@@ -1,6 +1,8 @@
 from datetime import timedelta
 
+from django.conf import settings
 from django.contrib.auth import get_user_model, login, logout
+from django.core.cache import cache
 from django.core.paginator import Paginator
 from django.db.models import Count, Q
 from django.http import Http404, HttpResponse
@@ -18,8 +20,25 @@ from pbsweb.worker import request_stop
 TASKS_PER_PAGE = 50
 
 
+def _throttle_keys(request) -> list[str]:
+    username = request.POST.get("username", "").split("@")[0].lower()[:100]
+    return [f"login-fail:user:{username}", f"login-fail:addr:{request.META.get('REMOTE_ADDR', '')}"]
+
+
 def login_view(request):
     form = LoginForm(request, data=request.POST or None)
+    if request.method == "POST":
+        keys = _throttle_keys(request)
+        if any(cache.get(k, 0) >= settings.LOGIN_FAILURE_LIMIT for k in keys):
+            form = LoginForm(request)
+            minutes = settings.LOGIN_FAILURE_WINDOW // 60
+            return render(request, "login.html", {"form": form, "throttled": (
+                f"Too many failed logins. Try again in {minutes} minutes.")}, status=429)
+        if not form.is_valid():
+            for key in keys:
+                cache.add(key, 0, settings.LOGIN_FAILURE_WINDOW)
+                cache.incr(key)
+            return render(request, "login.html", {"form": form}, status=400)
     if request.method == "POST" and form.is_valid():
         login(request, form.user)
         target = request.GET.get("next", "/")

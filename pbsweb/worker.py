@@ -13,11 +13,14 @@ import logging
 import os
 import re
 import sys
+import threading
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Callable
 
 from django.conf import settings
+from django.db import connection
 from django.utils import timezone
 
 from datastores.engine.report import Reporter, TaskAborted
@@ -178,12 +181,50 @@ def run_task_inline(function: str, worker_type: str, worker_id: str, user: str,
     return task
 
 
+HEARTBEAT_INTERVAL = 15  # seconds
+HEARTBEAT_TIMEOUT = 120  # a running task silent this long died with its process
+
+
+class Heartbeat(threading.Thread):
+    """Stamps the task while its process lives, however long an engine call blocks."""
+
+    def __init__(self, task_pk: int):
+        super().__init__(daemon=True, name=f"heartbeat-{task_pk}")
+        self.task_pk = task_pk
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        try:
+            while not self.stopped.wait(HEARTBEAT_INTERVAL):
+                Task.objects.filter(pk=self.task_pk, state=Task.RUNNING).update(heartbeat=timezone.now())
+        finally:
+            connection.close()
+
+
+def reap_dead_tasks(now=None) -> list[Task]:
+    """Mark running tasks whose heartbeat lapsed as failed (their worker or CLI was killed)."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=HEARTBEAT_TIMEOUT)
+    dead = list(Task.objects.filter(state=Task.RUNNING, heartbeat__lt=cutoff))
+    for task in dead:
+        status = (f"task died unexpectedly: no heartbeat from node {task.node} "
+                  f"since {task.heartbeat:%Y-%m-%d %H:%M:%S} UTC")
+        if Task.objects.filter(pk=task.pk, state=Task.RUNNING).update(
+                state=Task.ERROR, status=status, endtime=now):
+            writer = tasklog.TaskLogWriter(task.log_path)
+            writer.write(f"TASK ERROR: {status}")
+            writer.close()
+    return dead
+
+
 def execute(task: Task, echo=None, private: dict | None = None) -> None:
     """Run a created task to its end, writing the final TASK line and state."""
     writer = tasklog.TaskLogWriter(task.log_path)
     reporter = TaskReporter(task, writer, echo=echo)
     lock = JobLock(task.worker_type, task.worker_id)
     Task.objects.filter(pk=task.pk).update(state=Task.RUNNING, heartbeat=timezone.now())
+    heartbeat = Heartbeat(task.pk)
+    heartbeat.start()
     state, status = Task.ERROR, "unknown"
     try:
         if task.abort_requested or Task.objects.filter(pk=task.pk, abort_requested=True).exists():
@@ -201,6 +242,8 @@ def execute(task: Task, echo=None, private: dict | None = None) -> None:
         status = user_message(exc)
         log.exception("task %s failed", task.upid)
     finally:
+        heartbeat.stopped.set()
+        heartbeat.join()
         lock.release()
         final = f"TASK {status}" if state != Task.ERROR else f"TASK ERROR: {status}"
         reporter.log(final)

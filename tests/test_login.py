@@ -5,6 +5,14 @@ from django.urls import URLPattern, URLResolver, get_resolver
 pytestmark = pytest.mark.django_db
 
 
+@pytest.fixture(autouse=True)
+def no_login_failures_from_earlier_runs():
+    from django.core.cache import cache
+    cache.clear()
+    yield
+    cache.clear()
+
+
 def test_login_page_looks_like_pbs(client):
     response = client.get("/login/")
     assert response.status_code == 200
@@ -73,3 +81,12 @@ def test_audit_user_gets_403_on_every_post(audit_client, url):
         return
     response = audit_client.post(url, {})
     assert response.status_code in (403, 405), (url, response.status_code)
+
+
+def test_login_is_throttled_after_repeated_failures(client, admin_user):
+    for _ in range(5):
+        assert client.post("/login/", {"username": "admin", "password": "bad", "realm": "pbs"}).status_code == 400
+    response = client.post("/login/", {"username": "admin", "password": "admin-password-1", "realm": "pbs"})
+    assert response.status_code == 429
+    assert "Too many failed logins. Try again in 5 minutes." in response.content.decode()
+    assert "_auth_user_id" not in client.session

@@ -141,3 +141,17 @@ def test_api_task_log_lines(admin_client):
     assert data["total"] == 4 and data["active"] is False
     status = admin_client.get(f"/api2/json/nodes/localhost/tasks/{task.upid}/status").json()["data"]
     assert status["status"] == "OK" and status["upid"] == task.upid
+
+
+def test_task_whose_process_died_is_marked_failed():
+    from pbsweb.worker import reap_dead_tasks
+    task = create_task(FUNC, "syncjob", "killed", "admin@pbs", {})
+    stale = timezone.now() - timedelta(minutes=5)
+    Task.objects.filter(pk=task.pk).update(state=Task.RUNNING, heartbeat=stale)
+    fresh = create_task(FUNC, "syncjob", "alive", "admin@pbs", {})
+    Task.objects.filter(pk=fresh.pk).update(state=Task.RUNNING, heartbeat=timezone.now())
+    assert [t.pk for t in reap_dead_tasks()] == [task.pk]
+    task.refresh_from_db()
+    assert task.state == Task.ERROR and task.status.startswith("task died unexpectedly: no heartbeat from node")
+    assert "TASK ERROR: task died unexpectedly" in task.log_path.read_text()
+    assert Task.objects.get(pk=fresh.pk).state == Task.RUNNING
