@@ -41,3 +41,29 @@ class UserForm(forms.Form):
         if get_user_model().objects.filter(username=userid).exists():
             raise forms.ValidationError(f"User name: '{userid}' already exists")
         return userid
+
+
+ACL_PATH_RE = r"^/([A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*)?$"
+
+
+class AclForm(forms.Form):
+    path = forms.RegexField(label="Path", regex=ACL_PATH_RE, initial="/",
+                            error_messages={"invalid": "Path: an ACL path such as /, /datastore/store1 or /remote/b2"})
+    user = forms.ModelChoiceField(label="User", queryset=get_user_model().objects.order_by("username"),
+                                  to_field_name="username")
+    role = forms.ChoiceField(label="Role", choices=[(r, r) for r in ROLES])
+    propagate = forms.BooleanField(label="Propagate", required=False, initial=True)
+
+
+class TokenForm(forms.Form):
+    user = forms.ModelChoiceField(label="User", queryset=get_user_model().objects.order_by("username"),
+                                  to_field_name="username")
+    name = forms.RegexField(label="Token Name", regex=r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$",
+                            error_messages={"invalid": "Token Name: letters, digits, '.', '_' and '-' only"})
+    comment = forms.CharField(label="Comment", required=False, max_length=255)
+
+    def clean(self):
+        data = super().clean()
+        if data.get("user") and data.get("name") and data["user"].api_tokens.filter(name=data["name"]).exists():
+            self.add_error("name", f"Token Name: {data['user'].username}!{data['name']} already exists")
+        return data

@@ -13,8 +13,9 @@ from django.views.decorators.http import require_POST, require_safe
 
 from pbsweb import tasklog
 from pbsweb.access import require
-from pbsweb.forms import LoginForm, UserForm
-from pbsweb.models import AclEntry, Task
+from pbsweb.apitokens import create_token
+from pbsweb.forms import AclForm, LoginForm, TokenForm, UserForm
+from pbsweb.models import AclEntry, ApiToken, Task
 from pbsweb.worker import request_stop
 
 TASKS_PER_PAGE = 50
@@ -183,3 +184,58 @@ def user_remove(request, username):
         return HttpResponse("You cannot remove your own user", status=400)
     user.delete()
     return redirect("access-control")
+
+
+@require_safe
+@require("Sys.Audit")
+def permissions(request):
+    return render(request, "access/permissions.html", {"entries": AclEntry.objects.select_related("user"),
+                                                       "form": AclForm()})
+
+
+@require_POST
+@require("Permissions.Modify")
+def permission_add(request):
+    form = AclForm(request.POST)
+    if not form.is_valid():
+        return render(request, "access/permissions.html", {
+            "entries": AclEntry.objects.select_related("user"), "form": form, "show_dialog": True}, status=400)
+    AclEntry.objects.update_or_create(path=form.cleaned_data["path"], user=form.cleaned_data["user"],
+                                      role=form.cleaned_data["role"],
+                                      defaults={"propagate": form.cleaned_data["propagate"]})
+    return redirect("permissions")
+
+
+@require_POST
+@require("Permissions.Modify")
+def permission_remove(request, id):
+    AclEntry.objects.filter(pk=id).delete()
+    return redirect("permissions")
+
+
+@require_safe
+@require("Sys.Audit")
+def api_tokens(request):
+    return render(request, "access/tokens.html", {"tokens": ApiToken.objects.select_related("user"),
+                                                  "form": TokenForm()})
+
+
+@require_POST
+@require("Permissions.Modify")
+def api_token_add(request):
+    form = TokenForm(request.POST)
+    if not form.is_valid():
+        return render(request, "access/tokens.html", {
+            "tokens": ApiToken.objects.select_related("user"), "form": form, "show_dialog": True}, status=400)
+    token, secret = create_token(form.cleaned_data["user"], form.cleaned_data["name"], form.cleaned_data["comment"])
+    # The secret is shown this once, as PBS does; only its hash is stored.
+    return render(request, "access/tokens.html", {
+        "tokens": ApiToken.objects.select_related("user"), "form": TokenForm(),
+        "new_token": token, "new_secret": secret})
+
+
+@require_POST
+@require("Permissions.Modify")
+def api_token_remove(request, id):
+    ApiToken.objects.filter(pk=id).delete()
+    return redirect("api-tokens")
