@@ -30,12 +30,13 @@ def process_start_ticks() -> int:
 
 
 def escape_worker_id(worker_id: str) -> str:
-    """Colons separate UPID fields; PBS escapes them the systemd way."""
-    return worker_id.replace("\\", "\\x5c").replace(":", "\\x3a")
+    """Colons separate UPID fields and a UPID is a URL path segment: escape ':' and '/'
+    the systemd way, as PBS does."""
+    return worker_id.replace("\\", "\\x5c").replace(":", "\\x3a").replace("/", "\\x2f")
 
 
 def unescape_worker_id(text: str) -> str:
-    return text.replace("\\x3a", ":").replace("\\x5c", "\\")
+    return text.replace("\\x3a", ":").replace("\\x2f", "/").replace("\\x5c", "\\")
 
 
 @dataclass(frozen=True)

@@ -230,7 +230,7 @@ def execute(task: Task, echo=None, private: dict | None = None) -> None:
         if task.abort_requested or Task.objects.filter(pk=task.pk, abort_requested=True).exists():
             raise TaskAborted("task aborted")
         if not lock.acquire():
-            raise RuntimeError(f"another {describe(task.worker_type, task.worker_id)} task is running")
+            raise TaskError(f"another {describe(task.worker_type, task.worker_id)} task is running")
         resolve_function(task.function)(reporter, **task.arguments, **(private or {}))
         if reporter.warnings:
             state, status = Task.WARNING, f"WARNINGS: {reporter.warnings}"
@@ -239,8 +239,9 @@ def execute(task: Task, echo=None, private: dict | None = None) -> None:
     except TaskAborted as exc:
         status = str(exc) or "task aborted"
     except Exception as exc:  # every failure ends the task with its message, never a traceback
-        status = user_message(exc)
-        log.exception("task %s failed", task.upid)
+        status, expected = user_message(exc)
+        if not expected:
+            log.exception("task %s failed", task.upid)
     finally:
         heartbeat.stopped.set()
         heartbeat.join()
@@ -254,14 +255,22 @@ def execute(task: Task, echo=None, private: dict | None = None) -> None:
         )
 
 
-def user_message(exc: Exception) -> str:
-    """One line for the task log: the message of user-facing errors, else type and message."""
+class TaskError(Exception):
+    """A failure whose message tells the user what went wrong; no traceback is logged."""
+
+
+# Engine errors (which cannot import this module) whose messages are written for users.
+USER_FACING_ERRORS = {"DatastoreError", "CorruptionError", "SyncError", "ValidationError", "ScheduleError"}
+
+
+def user_message(exc: Exception) -> tuple[str, bool]:
+    """One line for the task log, and whether the error was an expected, user-facing one."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    known = ("DatastoreError", "SyncError", "ValidationError", "ScheduleError", "RuntimeError",
-             "RemoteError", "CorruptionError", "ConnectionTestError")
-    if type(exc).__name__ in known or isinstance(exc, (OSError, ValueError)):
-        return text or type(exc).__name__
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+    expected = (isinstance(exc, (TaskError, OSError, ValueError))
+                or any(cls.__name__ in USER_FACING_ERRORS for cls in type(exc).__mro__))
+    if expected:
+        return text or type(exc).__name__, True
+    return (f"{type(exc).__name__}: {text}" if text else type(exc).__name__), False
 
 
 def request_stop(task: Task) -> None:

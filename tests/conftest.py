@@ -17,6 +17,8 @@ import pytest
 from botocore.config import Config
 
 REPO = Path(__file__).resolve().parent.parent
+# Playwright's sync API runs an event loop in this thread; the ORM must still work beside it.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 VENV_BIN = Path(sys.executable).parent
 
 

@@ -10,7 +10,7 @@ from datastores.engine.report import TaskAborted
 from pbsweb import tasklog
 from pbsweb.models import Task
 from pbsweb.upid import new_upid, parse_upid
-from pbsweb.worker import JobLock, create_task, execute, request_stop, run_task_inline, task_function
+from pbsweb.worker import JobLock, TaskError, create_task, execute, request_stop, run_task_inline, task_function
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -26,7 +26,7 @@ def _demo_steps(reporter, steps: int = 3, fail: str = "", wait: bool = False) ->
         while not RELEASE.wait(0.05):
             reporter.check_abort()
     if fail:
-        raise RuntimeError(fail)
+        raise TaskError(fail)
     reporter.warn("one thing looked odd") if steps == 2 else None
 
 
@@ -155,3 +155,12 @@ def test_task_whose_process_died_is_marked_failed():
     assert task.state == Task.ERROR and task.status.startswith("task died unexpectedly: no heartbeat from node")
     assert "TASK ERROR: task died unexpectedly" in task.log_path.read_text()
     assert Task.objects.get(pk=fresh.pk).state == Task.RUNNING
+
+
+def test_upid_with_slashes_in_worker_id_is_one_url_segment(admin_client):
+    task = run_task_inline(FUNC, "reader", "store1:host/web01/2026-01-01T00:00:00Z", "admin@pbs", {}, echo=None)
+    assert "/" not in task.upid.split("UPID:")[1]
+    assert parse_upid(task.upid).worker_id == "store1:host/web01/2026-01-01T00:00:00Z"
+    listing = admin_client.get("/tasks/").content.decode()
+    href = listing.split('href="/tasks/UPID')[1].split('"')[0]
+    assert admin_client.get("/tasks/UPID" + href).status_code == 200

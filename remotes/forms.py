@@ -1,0 +1,173 @@
+"""The Add/Edit Remote dialog. Field rules come from remotes.engine.config;
+this form maps them onto its fields and checks what needs the database."""
+from django import forms
+
+from remotes.engine import config as cfg_rules
+from remotes.engine import providers
+from remotes.models import PROVIDER_CHOICES, Remote
+
+RESERVED_IDS = {"add"}  # /remotes/add/ is the Add dialog
+
+
+def validate_ca_bundle(pem: str) -> str | None:
+    """None if `pem` holds at least one PEM certificate, else the error message."""
+    if not pem.strip():
+        return None
+    if "-----BEGIN CERTIFICATE-----" not in pem:
+        return "paste the CA certificate in PEM format (-----BEGIN CERTIFICATE----- ...)"
+    try:
+        from cryptography import x509
+        x509.load_pem_x509_certificates(pem.strip().encode())
+    except Exception:
+        return "is not a valid PEM certificate"
+    return None
+
+
+def check_values(data: dict, instance: Remote | None = None) -> dict:
+    """Field errors {field: message} for a remote's values (forms, CLI and API share this).
+
+    `data` holds model field names; secret_key may be '' on update (keep the stored one).
+    """
+    errors = {}
+    if instance is None:
+        err = cfg_rules.validate_remote_id(data.get("remote_id", ""))
+        if err:
+            errors["remote_id"] = err.message
+        elif data["remote_id"] in RESERVED_IDS:
+            errors["remote_id"] = f"'{data['remote_id']}' is reserved, choose another ID"
+        elif Remote.objects.filter(remote_id=data["remote_id"]).exists():
+            errors["remote_id"] = f"remote '{data['remote_id']}' already exists"
+    for name, validator in (("endpoint", cfg_rules.validate_endpoint), ("bucket", cfg_rules.validate_bucket),
+                            ("region", cfg_rules.validate_region),
+                            ("tls_fingerprint", cfg_rules.validate_fingerprint)):
+        if name in data:
+            if name in ("bucket", "region") and not data[name]:
+                example = providers.get_preset(data.get("provider") or "other").region_example
+                errors[name] = "required" + (f", e.g. {example}" if name == "region" else "")
+                continue
+            err = validator(data[name])
+            if err:
+                errors[name] = err.message
+    if "provider" in data and data["provider"] not in cfg_rules.PROVIDERS:
+        errors["provider"] = f"one of {', '.join(cfg_rules.PROVIDERS)}"
+    if "access_key" in data and not (data["access_key"] or "").strip():
+        errors["access_key"] = "required"
+    if "secret_key" in data and not data["secret_key"] and instance is None:
+        errors["secret_key"] = "required"
+    if data.get("ca_bundle"):
+        message = validate_ca_bundle(data["ca_bundle"])
+        if message:
+            errors["ca_bundle"] = message
+    if "min_storage_days" in data and data["min_storage_days"] is not None and data["min_storage_days"] < 0:
+        errors["min_storage_days"] = "must not be negative"
+    return errors
+
+
+def provider_defaults(provider: str) -> dict:
+    """What a new remote of this provider starts with (quirks, minimum storage days)."""
+    preset = providers.get_preset(provider)
+    values = {"path_style": True, "skip_if_none_match": False, "delete_via_delete_object": False,
+              "no_checksum_headers": True, "min_storage_days": 0}
+    values.update({k: v for k, v in preset.quirks.items() if k in values})
+    return values
+
+
+class RemoteForm(forms.Form):
+    remote_id = forms.CharField(label="ID", max_length=64, required=False,
+                                widget=forms.TextInput(attrs={"placeholder": "e.g. b2-offsite", "autocomplete": "off"}))
+    provider = forms.ChoiceField(label="Provider", choices=PROVIDER_CHOICES, initial="other")
+    endpoint = forms.CharField(label="Endpoint", max_length=255, required=False,
+                               widget=forms.TextInput(attrs={"placeholder": "https://s3.us-west-004.backblazeb2.com"}))
+    bucket = forms.CharField(label="Bucket", max_length=255, required=False)
+    region = forms.CharField(label="Region", max_length=64, required=False,
+                             widget=forms.TextInput(attrs={"placeholder": "us-east-1"}))
+    access_key = forms.CharField(label="Access Key", max_length=255, required=False,
+                                 widget=forms.TextInput(attrs={"autocomplete": "off"}))
+    secret_key = forms.CharField(label="Secret Key", max_length=1024, required=False, strip=False,
+                                 widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "new-password"}))
+    path_style = forms.BooleanField(label="Path-style addressing", required=False, initial=True)
+    ca_bundle = forms.CharField(label="CA Certificate", required=False,
+                                widget=forms.Textarea(attrs={"rows": 3, "placeholder": "-----BEGIN CERTIFICATE----- (PEM, for a self-signed MinIO)"}))
+    tls_fingerprint = forms.CharField(label="Fingerprint", max_length=95, required=False,
+                                      widget=forms.TextInput(attrs={"placeholder": "SHA-256, aa:bb:cc:…"}))
+    skip_if_none_match = forms.BooleanField(label="Skip If-None-Match header", required=False)
+    delete_via_delete_object = forms.BooleanField(label="Delete via DeleteObject (no DeleteObjects)", required=False)
+    no_checksum_headers = forms.BooleanField(label="No checksum headers", required=False, initial=True)
+    min_storage_days = forms.IntegerField(label="Min. storage days", required=False, min_value=0, max_value=3650)
+    comment = forms.CharField(label="Comment", max_length=255, required=False)
+
+    MAIN = ("remote_id", "provider", "endpoint", "bucket", "region", "access_key", "secret_key", "path_style",
+            "ca_bundle", "tls_fingerprint", "comment")
+    ADVANCED = ("skip_if_none_match", "delete_via_delete_object", "no_checksum_headers", "min_storage_days")
+
+    def __init__(self, *args, instance: Remote | None = None, **kwargs):
+        self.instance = instance
+        if instance is not None and "initial" not in kwargs:
+            kwargs["initial"] = {name: getattr(instance, name) for name in self.base_fields
+                                 if name != "secret_key" and hasattr(instance, name)}
+        super().__init__(*args, **kwargs)
+        if instance is not None:
+            self.fields["remote_id"].disabled = True
+            self.fields["secret_key"].widget.attrs["placeholder"] = "unchanged"
+            self.fields["secret_key"].help_text = "Leave blank to keep the stored secret key."
+
+    def main_fields(self):
+        return [self[name] for name in self.MAIN]
+
+    def advanced_fields(self):
+        return [self[name] for name in self.ADVANCED]
+
+    def clean(self):
+        data = super().clean()
+        if self.errors:
+            return data
+        for name in ("remote_id", "endpoint", "bucket", "region", "access_key", "tls_fingerprint"):
+            data[name] = (data.get(name) or "").strip()
+        if self.instance is not None:
+            data["remote_id"] = self.instance.remote_id
+        if not data["region"] and data["endpoint"]:
+            data["region"] = providers.region_from_endpoint(data["endpoint"]) or ""
+        if data.get("min_storage_days") is None:
+            data["min_storage_days"] = (self.instance.min_storage_days if self.instance is not None
+                                        else provider_defaults(data["provider"])["min_storage_days"])
+        for name, message in check_values(data, self.instance).items():
+            self.add_error(name, message)
+        return data
+
+    def apply(self, remote: Remote) -> Remote:
+        """Copy the cleaned values onto `remote` (the secret only when one was typed)."""
+        data = self.cleaned_data
+        for name in ("provider", "endpoint", "bucket", "region", "access_key", "path_style", "ca_bundle",
+                     "tls_fingerprint", "skip_if_none_match", "delete_via_delete_object", "no_checksum_headers",
+                     "min_storage_days", "comment"):
+            setattr(remote, name, data[name])
+        if remote.pk is None:
+            remote.remote_id = data["remote_id"]
+        if data.get("secret_key"):
+            remote.secret_key = data["secret_key"]
+        return remote
+
+
+class ConnectionTestForm(RemoteForm):
+    """The dialog's values for Test Connection: nothing is saved, the ID may be new or empty."""
+
+    write_probe = forms.BooleanField(label="Write test (put/get/delete a probe object)", required=False)
+    probe_features = forms.BooleanField(label="Probe provider features", required=False)
+
+    def clean(self):
+        data = forms.Form.clean(self)
+        for name in ("remote_id", "endpoint", "bucket", "region", "access_key", "tls_fingerprint"):
+            data[name] = (data.get(name) or "").strip()
+        if self.instance is not None:
+            data["remote_id"] = self.instance.remote_id
+            if not data.get("secret_key"):
+                data["secret_key"] = self.instance.secret_key
+        if not data["region"] and data["endpoint"]:
+            data["region"] = providers.region_from_endpoint(data["endpoint"]) or ""
+        if data.get("min_storage_days") is None:
+            data["min_storage_days"] = 0
+        if data.get("ca_bundle"):
+            message = validate_ca_bundle(data["ca_bundle"])
+            if message:
+                self.add_error("ca_bundle", message)
+        return data

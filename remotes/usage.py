@@ -1,0 +1,119 @@
+"""The detail page's request chart and cost view, from RemoteUsage rows and the engine's price list."""
+import datetime
+
+from django.db.models import Sum
+from django.utils import timezone
+
+from remotes.engine import cost
+from remotes.models import USAGE_KINDS, RemoteUsage
+
+CHART_DAYS = 30
+CHART_W, CHART_H, CHART_TOP, CHART_LEFT, CHART_BOTTOM = 640, 170, 10, 44, 22
+KIND_COLORS = {"put": "#3892d4", "get": "#21bf4b", "head": "#9b59b6", "list": "#f39c12", "delete": "#d33"}
+
+
+def daily_usage(remote, days: int = CHART_DAYS) -> list[dict]:
+    """One dict per day (oldest first) with the request counts per kind and bytes."""
+    today = timezone.localdate()
+    first = today - datetime.timedelta(days=days - 1)
+    rows = (RemoteUsage.objects.filter(remote=remote, day__gte=first).values("day")
+            .annotate(**{k: Sum(k) for k in (*USAGE_KINDS, "bytes_up", "bytes_down")}))
+    by_day = {r["day"]: r for r in rows}
+    out = []
+    for i in range(days):
+        day = first + datetime.timedelta(days=i)
+        r = by_day.get(day, {})
+        entry = {"day": day, **{k: int(r.get(k) or 0) for k in (*USAGE_KINDS, "bytes_up", "bytes_down")}}
+        entry["requests"] = sum(entry[k] for k in USAGE_KINDS)
+        out.append(entry)
+    return out
+
+
+def _nice_max(value: int) -> int:
+    if value <= 5:
+        return 5
+    magnitude = 10 ** (len(str(int(value))) - 1)
+    for step in (1, 2, 2.5, 5, 10):
+        if value <= step * magnitude:
+            return int(step * magnitude)
+    return value
+
+
+def chart(days: list[dict]) -> dict:
+    """Stacked SVG bars of requests per day, positions computed here."""
+    top = _nice_max(max((d["requests"] for d in days), default=0))
+    plot_h = CHART_H - CHART_TOP - CHART_BOTTOM
+    plot_w = CHART_W - CHART_LEFT - 6
+    slot = plot_w / max(1, len(days))
+    bars = []
+    for i, d in enumerate(days):
+        x = CHART_LEFT + i * slot + 1
+        y = CHART_TOP + plot_h
+        segments = []
+        for kind in ("put", "get", "head", "list", "delete"):
+            if not d[kind]:
+                continue
+            h = d[kind] / top * plot_h
+            y -= h
+            segments.append({"x": round(x, 1), "y": round(y, 1), "w": round(slot - 2, 1), "h": round(h, 1),
+                             "color": KIND_COLORS[kind]})
+        title = (f"{d['day']:%Y-%m-%d}: " + ", ".join(f"{d[k]} {k.upper()}" for k in USAGE_KINDS)
+                 + f"; {cost_bytes(d['bytes_up'])} up, {cost_bytes(d['bytes_down'])} down")
+        label = f"{d['day']:%m-%d}" if i % 5 == 0 or i == len(days) - 1 else ""
+        bars.append({"segments": segments, "title": title, "label": label,
+                     "label_x": round(x + (slot - 2) / 2, 1), "x": round(x, 1), "w": round(slot - 2, 1)})
+    grid = [{"y": round(CHART_TOP + plot_h - f * plot_h, 1), "value": int(top * f)} for f in (0, 0.5, 1)]
+    return {"w": CHART_W, "h": CHART_H, "bars": bars, "grid": grid, "left": CHART_LEFT,
+            "right": CHART_W - 6, "base_y": CHART_TOP + plot_h, "label_y": CHART_H - 6,
+            "legend": [(k.upper(), c) for k, c in KIND_COLORS.items()], "max": top}
+
+
+def cost_bytes(n: int) -> str:
+    from remotes.engine.client import format_bytes
+    return format_bytes(n)
+
+
+def cost_view(remote, days: list[dict]) -> dict:
+    provider = remote.provider or "other"
+    table = {row["provider"]: row for row in cost.cost_per_tb_table()}
+    prices = table.get(provider, table["other"])
+    totals = {k: sum(d[k] for d in days) for k in (*USAGE_KINDS, "bytes_up", "bytes_down")}
+    requests = {k.upper(): totals[k] for k in USAGE_KINDS}
+    stored = remote.stored_bytes or 0
+    month = cost.monthly_cost(provider, stored, requests, totals["bytes_down"])
+    active = [d for d in days if d["requests"] or d["bytes_up"] or d["bytes_down"]]
+    span = (days[-1]["day"] - active[0]["day"]).days + 1 if active else 1
+    daily = {k: v / span for k, v in requests.items()}
+    projection = cost.projected_monthly_cost(provider, stored, daily, totals["bytes_down"] / span)
+    min_days = max(prices["min_storage_days"] or 0, remote.min_storage_days or 0)
+    early = []
+    if prices["min_storage_days"]:
+        size = stored or cost.TB
+        for age in (0, 30, 60):
+            early.append({"age": age, "bytes": size,
+                          "charge": cost.format_usd(cost.early_deletion_charge(provider, [(size, age)]))})
+
+    def usd(value):
+        return cost.format_usd(value)
+
+    return {
+        "provider_label": prices["label"],
+        "storage_price": usd(prices["storage_per_tb_month"]) if prices["storage_per_tb_month"] is not None else "unknown",
+        "egress_price": prices["egress"], "request_prices": prices["requests"], "min_days": min_days,
+        "provider_min_days": prices["min_storage_days"] or 0,
+        "totals": totals, "requests_total": sum(requests.values()), "stored": stored,
+        "stored_tb": f"{stored / cost.TB:.3f}".rstrip("0").rstrip("."),
+        "month": {"storage": usd(month.storage), "requests": usd(month.requests), "egress": usd(month.egress),
+                  "total": usd(month.total), "notes": month.notes},
+        "projection": {"storage": usd(projection.storage), "requests": usd(projection.requests),
+                       "egress": usd(projection.egress), "total": usd(projection.total),
+                       "notes": projection.notes, "span": span},
+        "early": early, "early_is_sample": not stored,
+        "pricing_date": cost.load_pricing().get("date", ""),
+    }
+
+
+def detail_context(remote) -> dict:
+    days = daily_usage(remote)
+    return {"chart": chart(days), "cost": cost_view(remote, days),
+            "has_usage": any(d["requests"] for d in days)}

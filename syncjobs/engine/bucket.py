@@ -1,0 +1,193 @@
+"""The S3 operations a sync needs, on one bucket prefix.
+
+Keys are `<prefix>/<datastore-relative path>` (the bare relative path when the
+prefix is empty), so the prefix is laid out exactly like a datastore.
+Every failure is raised as SyncError naming the object key and the S3 error.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Iterable, Iterator
+
+from botocore.exceptions import BotoCoreError, ClientError
+
+PAGE = 1000  # keys per ListObjectsV2 page and per DeleteObjects batch
+
+
+class SyncError(Exception):
+    """A sync failure; `key` is the object key involved (if any), `code` the S3 error code."""
+
+    def __init__(self, message: str, *, key: str | None = None, code: str | None = None):
+        super().__init__(message)
+        self.key = key
+        self.code = code
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    rel: str
+    size: int
+    last_modified: datetime
+    etag: str = ""
+
+
+def _error_code(exc: Exception) -> tuple[str, str]:
+    if isinstance(exc, ClientError):
+        err = exc.response.get("Error", {})
+        code = str(err.get("Code") or exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", "?"))
+        return code, err.get("Message") or str(exc)
+    return type(exc).__name__, str(exc)
+
+
+class Bucket:
+    page_size = PAGE  # keys per LIST page and per DeleteObjects batch (tests lower it)
+
+    def __init__(self, client, bucket: str, prefix: str = "", *,
+                 skip_if_none_match: bool = False, delete_via_delete_object: bool = False):
+        self.client = client
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        self.skip_if_none_match = skip_if_none_match
+        self.delete_via_delete_object = delete_via_delete_object
+
+    def __repr__(self):
+        return f"Bucket({self.bucket}/{self.prefix})"
+
+    # -- keys ---------------------------------------------------------------
+    def key(self, rel: str) -> str:
+        rel = rel.lstrip("/")
+        return f"{self.prefix}/{rel}" if self.prefix else rel
+
+    def rel(self, key: str) -> str:
+        return key[len(self.prefix) + 1:] if self.prefix else key
+
+    def _error(self, op: str, rel: str, exc: Exception) -> SyncError:
+        key = self.key(rel)
+        code, msg = _error_code(exc)
+        return SyncError(f"{op} s3://{self.bucket}/{key} failed: {code}: {msg}", key=key, code=code)
+
+    # -- objects ------------------------------------------------------------
+    def put(self, rel: str, data: bytes, if_absent: bool = False) -> tuple[bool, str]:
+        """Upload an object; returns (written, etag).
+
+        With if_absent, send `If-None-Match: *` (unless the provider quirk
+        turns it off); 412 PreconditionFailed means the object is already
+        there, which is fine for content-addressed chunks: (False, "").
+        """
+        args = dict(Bucket=self.bucket, Key=self.key(rel), Body=data,
+                    ContentType="application/octet-stream")
+        if if_absent and not self.skip_if_none_match:
+            args["IfNoneMatch"] = "*"
+        try:
+            resp = self.client.put_object(**args)
+        except ClientError as exc:
+            code, _ = _error_code(exc)
+            if if_absent and code in ("PreconditionFailed", "412"):
+                return False, ""
+            raise self._error("PUT", rel, exc) from exc
+        except BotoCoreError as exc:
+            raise self._error("PUT", rel, exc) from exc
+        return True, resp.get("ETag", "").strip('"')
+
+    def get(self, rel: str) -> bytes:
+        try:
+            resp = self.client.get_object(Bucket=self.bucket, Key=self.key(rel))
+            return resp["Body"].read()
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error("GET", rel, exc) from exc
+
+    def get_if_exists(self, rel: str) -> bytes | None:
+        try:
+            return self.get(rel)
+        except SyncError as exc:
+            if exc.code in ("NoSuchKey", "404"):
+                return None
+            raise
+
+    def head(self, rel: str) -> ObjectInfo | None:
+        """Size and time of an object, or None when it does not exist."""
+        try:
+            resp = self.client.head_object(Bucket=self.bucket, Key=self.key(rel))
+        except ClientError as exc:
+            if _error_code(exc)[0] in ("404", "NoSuchKey", "NotFound"):
+                return None
+            raise self._error("HEAD", rel, exc) from exc
+        except BotoCoreError as exc:
+            raise self._error("HEAD", rel, exc) from exc
+        return ObjectInfo(rel, resp["ContentLength"], resp["LastModified"], resp.get("ETag", "").strip('"'))
+
+    def list(self, rel_prefix: str = "") -> Iterator[tuple[str, int, datetime]]:
+        """Every object under rel_prefix as (rel, size, last_modified), paged."""
+        for info in self.list_info(rel_prefix):
+            yield info.rel, info.size, info.last_modified
+
+    def list_info(self, rel_prefix: str = "", delimiter: str | None = None) -> Iterator[ObjectInfo]:
+        for item in self._list(rel_prefix, delimiter):
+            if isinstance(item, ObjectInfo):
+                yield item
+
+    def list_dirs(self, rel_prefix: str = "") -> tuple[list[str], list[ObjectInfo]]:
+        """One level under rel_prefix (which should end in "/" or be ""):
+        (sub-directory rels ending in "/", objects)."""
+        dirs, objs = [], []
+        for item in self._list(rel_prefix, "/"):
+            (objs if isinstance(item, ObjectInfo) else dirs).append(item)
+        return dirs, objs
+
+    def _list(self, rel_prefix: str, delimiter: str | None):
+        prefix = self.key(rel_prefix) if rel_prefix else (self.prefix + "/" if self.prefix else "")
+        args = dict(Bucket=self.bucket, Prefix=prefix, MaxKeys=self.page_size)
+        if delimiter:
+            args["Delimiter"] = delimiter
+        while True:
+            try:
+                resp = self.client.list_objects_v2(**args)
+            except (ClientError, BotoCoreError) as exc:
+                raise self._error("LIST", rel_prefix, exc) from exc
+            for cp in resp.get("CommonPrefixes", []):
+                yield self.rel(cp["Prefix"])
+            for obj in resp.get("Contents", []):
+                yield ObjectInfo(self.rel(obj["Key"]), obj["Size"], obj["LastModified"],
+                                 obj.get("ETag", "").strip('"'))
+            token = resp.get("NextContinuationToken")
+            if not resp.get("IsTruncated") or not token:
+                return
+            args["ContinuationToken"] = token
+
+    def delete_many(self, rels: Iterable[str]) -> list[tuple[str, str, str]]:
+        """Delete objects; returns the failures as (rel, code, message).
+
+        DeleteObjects in batches of 1000, reading the per-key Errors (HTTP 200
+        does not mean every key was deleted); with the provider quirk, one
+        DELETE per object. A missing object counts as deleted.
+        """
+        rels = list(rels)
+        failures: list[tuple[str, str, str]] = []
+        if self.delete_via_delete_object:
+            for rel in rels:
+                try:
+                    self.client.delete_object(Bucket=self.bucket, Key=self.key(rel))
+                except (ClientError, BotoCoreError) as exc:
+                    code, msg = _error_code(exc)
+                    if code not in ("NoSuchKey", "404"):
+                        failures.append((rel, code, msg))
+            return failures
+        for i in range(0, len(rels), self.page_size):
+            batch = rels[i:i + self.page_size]
+            try:
+                resp = self.client.delete_objects(
+                    Bucket=self.bucket,
+                    Delete={"Objects": [{"Key": self.key(r)} for r in batch], "Quiet": True})
+            except (ClientError, BotoCoreError) as exc:
+                code, msg = _error_code(exc)
+                failures.extend((r, code, msg) for r in batch)
+                continue
+            for err in resp.get("Errors", []):
+                failures.append((self.rel(err.get("Key", "")), err.get("Code", "?"), err.get("Message", "")))
+        return failures
+
+    def describe_failures(self, failures) -> str:
+        shown = "; ".join(f"s3://{self.bucket}/{self.key(r)}: {c}: {m}" for r, c, m in failures[:5])
+        more = f" (and {len(failures) - 5} more)" if len(failures) > 5 else ""
+        return shown + more

@@ -1,0 +1,248 @@
+"""The local inventory of what one remote prefix holds.
+
+An SQLite file (stdlib, on disk, scales to millions of chunks without loading
+them into memory) with three tables:
+
+    chunks(digest BLOB 32 bytes, uploaded, size)   every chunk object
+    files(rel, size, md5, uploaded)                every other object
+                                                   (marker, snapshot files)
+    meta(k, v)                                     reconciled_at, owner uuid, ...
+
+`uploaded` is when the object was written (from the listing's LastModified or
+our PUT), which min-storage-days deferral needs. `md5` is the content MD5
+when known (our PUT, or a listing ETag that is a plain MD5), so an unchanged
+manifest can be recognised without a request.
+
+The inventory is trusted between reconciles: a run that changes nothing
+lists nothing. `reconcile(bucket)` lists the whole prefix and replaces the
+inventory in one transaction (a failed listing leaves the old one intact).
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from typing import Iterable, Iterator
+
+_HEX64 = re.compile(r"^[0-9a-f]{64}$")
+_MD5 = re.compile(r"^[0-9a-f]{32}$")
+CHUNKS_DIR = ".chunks/"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS chunks (digest BLOB PRIMARY KEY, uploaded REAL NOT NULL,
+                                   size INTEGER NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS files (rel TEXT PRIMARY KEY, size INTEGER NOT NULL, md5 TEXT,
+                                  uploaded REAL NOT NULL) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT) WITHOUT ROWID;
+"""
+
+
+def chunk_rel(digest_hex: str) -> str:
+    return f".chunks/{digest_hex[:4]}/{digest_hex}"
+
+
+def parse_chunk_rel(rel: str) -> str | None:
+    """The digest of a `.chunks/<4>/<64>` path, or None."""
+    if not rel.startswith(CHUNKS_DIR):
+        return None
+    parts = rel.split("/")
+    if len(parts) == 3 and _HEX64.match(parts[2]) and parts[1] == parts[2][:4]:
+        return parts[2]
+    return None
+
+
+def etag_md5(etag: str) -> str | None:
+    """The ETag when it is a plain MD5 of the content (single-part, no SSE-KMS)."""
+    etag = (etag or "").strip('"').lower()
+    return etag if _MD5.match(etag) else None
+
+
+@dataclass
+class ReconcileStats:
+    chunks: int          # chunk objects on the remote
+    files: int           # other objects
+    lost: int            # chunks the inventory believed were there but are not
+    found: int           # chunks on the remote the inventory did not know
+    seconds: float
+
+
+@dataclass
+class FileEntry:
+    size: int
+    md5: str | None
+    uploaded: float
+
+
+class Inventory:
+    def __init__(self, path: str | os.PathLike):
+        self.path = os.fspath(path)
+        os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        self._lock = threading.RLock()
+        self.db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        self.db.executescript(_SCHEMA)
+
+    @classmethod
+    def for_remote(cls, directory: str | os.PathLike, bucket: str, prefix: str,
+                   endpoint: str = "") -> "Inventory":
+        """The inventory file for one remote prefix under the app's directory."""
+        ident = f"{endpoint}|{bucket}|{prefix.strip('/')}"
+        name = f"{bucket}-{hashlib.sha256(ident.encode()).hexdigest()[:16]}.sqlite"
+        return cls(os.path.join(os.fspath(directory), name))
+
+    def close(self) -> None:
+        with self._lock:
+            self.db.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- meta ---------------------------------------------------------------
+    def get_meta(self, k: str, default: str | None = None) -> str | None:
+        with self._lock:
+            row = self.db.execute("SELECT v FROM meta WHERE k=?", (k,)).fetchone()
+        return row[0] if row else default
+
+    def set_meta(self, k: str, v: str | None) -> None:
+        with self._lock:
+            if v is None:
+                self.db.execute("DELETE FROM meta WHERE k=?", (k,))
+            else:
+                self.db.execute("INSERT OR REPLACE INTO meta VALUES (?,?)", (k, str(v)))
+
+    @property
+    def reconciled_at(self) -> float | None:
+        v = self.get_meta("reconciled_at")
+        return float(v) if v else None
+
+    # -- chunks -------------------------------------------------------------
+    def chunk_count(self) -> int:
+        with self._lock:
+            return self.db.execute("SELECT count(*) FROM chunks").fetchone()[0]
+
+    def has_chunk(self, digest_hex: str) -> bool:
+        with self._lock:
+            return self.db.execute("SELECT 1 FROM chunks WHERE digest=?",
+                                   (bytes.fromhex(digest_hex),)).fetchone() is not None
+
+    def missing_chunks(self, digests: Iterable[str]) -> list[str]:
+        """The digests (hex) the remote does not hold, in the given order."""
+        with self._lock:
+            cur = self.db.cursor()
+            out = []
+            for d in digests:
+                if cur.execute("SELECT 1 FROM chunks WHERE digest=?", (bytes.fromhex(d),)).fetchone() is None:
+                    out.append(d)
+            return out
+
+    def add_chunks(self, items: Iterable[tuple[str, float, int]]) -> None:
+        """Record chunks as (digest hex, uploaded epoch, size); one transaction."""
+        with self._lock:
+            self.db.execute("BEGIN")
+            self.db.executemany("INSERT OR REPLACE INTO chunks VALUES (?,?,?)",
+                                ((bytes.fromhex(d), t, n) for d, t, n in items))
+            self.db.execute("COMMIT")
+
+    def remove_chunks(self, digests: Iterable[str]) -> None:
+        with self._lock:
+            self.db.execute("BEGIN")
+            self.db.executemany("DELETE FROM chunks WHERE digest=?", ((bytes.fromhex(d),) for d in digests))
+            self.db.execute("COMMIT")
+
+    def iter_chunks(self) -> Iterator[tuple[str, float, int]]:
+        """Every (digest hex, uploaded, size), read in pages; safe to modify meanwhile."""
+        last = b""
+        while True:
+            with self._lock:
+                rows = self.db.execute("SELECT digest, uploaded, size FROM chunks WHERE digest > ? "
+                                       "ORDER BY digest LIMIT 10000", (last,)).fetchall()
+            if not rows:
+                return
+            for d, t, n in rows:
+                yield d.hex(), t, n
+            last = rows[-1][0]
+
+    # -- other files ------------------------------------------------------------
+    def file(self, rel: str) -> FileEntry | None:
+        with self._lock:
+            row = self.db.execute("SELECT size, md5, uploaded FROM files WHERE rel=?", (rel,)).fetchone()
+        return FileEntry(*row) if row else None
+
+    def add_file(self, rel: str, size: int, md5: str | None, uploaded: float) -> None:
+        with self._lock:
+            self.db.execute("INSERT OR REPLACE INTO files VALUES (?,?,?,?)", (rel, size, md5, uploaded))
+
+    def remove_files(self, rels: Iterable[str]) -> None:
+        with self._lock:
+            self.db.executemany("DELETE FROM files WHERE rel=?", ((r,) for r in rels))
+
+    def files(self, under: str = "") -> dict[str, FileEntry]:
+        with self._lock:
+            rows = self.db.execute("SELECT rel, size, md5, uploaded FROM files WHERE rel >= ? AND rel < ?",
+                                   (under, under + "\U0010ffff")).fetchall()
+        return {r: FileEntry(s, m, t) for r, s, m, t in rows}
+
+    def manifests(self) -> list[str]:
+        """Relative paths of every snapshot manifest on the remote."""
+        with self._lock:
+            rows = self.db.execute("SELECT rel FROM files WHERE rel LIKE '%/index.json.blob'").fetchall()
+        return sorted(r for (r,) in rows)
+
+    # -- reconcile --------------------------------------------------------------
+    def reconcile(self, bucket, now: float | None = None) -> ReconcileStats:
+        """Replace the inventory with a full listing of the remote prefix."""
+        t0 = time.monotonic()
+        nchunks = nfiles = 0
+        with self._lock:
+            db = self.db
+            db.execute("BEGIN")
+            try:
+                db.execute("CREATE TEMP TABLE IF NOT EXISTS new_chunks "
+                           "(digest BLOB PRIMARY KEY, uploaded REAL, size INTEGER) WITHOUT ROWID")
+                db.execute("DELETE FROM new_chunks")
+                db.execute("DELETE FROM files")
+                batch = []
+                for info in bucket.list_info(""):
+                    digest = parse_chunk_rel(info.rel)
+                    ts = info.last_modified.timestamp()
+                    if digest:
+                        batch.append((bytes.fromhex(digest), ts, info.size))
+                        nchunks += 1
+                    elif not info.rel.startswith(CHUNKS_DIR):
+                        db.execute("INSERT OR REPLACE INTO files VALUES (?,?,?,?)",
+                                   (info.rel, info.size, etag_md5(info.etag), ts))
+                        nfiles += 1
+                    if len(batch) >= 10000:
+                        db.executemany("INSERT OR REPLACE INTO new_chunks VALUES (?,?,?)", batch)
+                        batch.clear()
+                db.executemany("INSERT OR REPLACE INTO new_chunks VALUES (?,?,?)", batch)
+                lost = db.execute("SELECT count(*) FROM chunks WHERE digest NOT IN "
+                                  "(SELECT digest FROM new_chunks)").fetchone()[0]
+                found = db.execute("SELECT count(*) FROM new_chunks WHERE digest NOT IN "
+                                   "(SELECT digest FROM chunks)").fetchone()[0]
+                db.execute("DELETE FROM chunks")
+                db.execute("INSERT INTO chunks SELECT digest, uploaded, size FROM new_chunks")
+                db.execute("DELETE FROM new_chunks")
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('reconciled_at', ?)",
+                           (str(now if now is not None else time.time()),))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return ReconcileStats(nchunks, nfiles, lost, found, time.monotonic() - t0)
+
+    def clear(self) -> None:
+        with self._lock:
+            self.db.execute("BEGIN")
+            self.db.execute("DELETE FROM chunks")
+            self.db.execute("DELETE FROM files")
+            self.db.execute("DELETE FROM meta")
+            self.db.execute("COMMIT")
