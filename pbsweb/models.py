@@ -1,4 +1,5 @@
 from datetime import timedelta
+from urllib.parse import quote
 
 from django.conf import settings
 from django.db import models
@@ -6,6 +7,12 @@ from django.utils import timezone
 
 from pbsweb import tasklog
 from pbsweb.upid import parse_upid
+
+
+def task_url(upid: str) -> str:
+    """The task viewer's URL. UPIDs hold backslash escapes (`\\x3a`), which browsers
+    would turn into '/', so they are percent-encoded."""
+    return f"/tasks/{quote(upid, safe=':@')}/"
 
 
 class Task(models.Model):
@@ -47,6 +54,10 @@ class Task(models.Model):
     @property
     def log_path(self):
         return tasklog.log_path(settings.TASK_LOG_DIR, self.upid, parse_upid(self.upid).pstart)
+
+    @property
+    def url(self) -> str:
+        return task_url(self.upid)
 
     @property
     def running(self) -> bool:

@@ -138,7 +138,10 @@ CELERY_TASK_IGNORE_RESULT = True
 CELERY_TASK_ACKS_LATE = False
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_TASK_DEFAULT_QUEUE = "pbsweb"
+CELERY_TASK_DEFAULT_QUEUE = os.environ.get("PBSWEB_QUEUE", "pbsweb")
+# Several worker machines: "store-{store}" sends each datastore's tasks to a queue
+# named after it, consumed by the worker on the machine that holds its disk.
+DATASTORES_TASK_QUEUE = os.environ.get("PBSWEB_STORE_QUEUE", "")
 CELERY_BEAT_SCHEDULE = {
     "scheduler-tick": {"task": "pbsweb.tasks.scheduler_tick", "schedule": 60.0},
 }

@@ -1,1 +1,18 @@
-urlpatterns = []
+"""Pages of the sync jobs app (included at the site root)."""
+from django.urls import path
+
+from syncjobs import views
+
+urlpatterns = [
+    path("sync-jobs/", views.job_list, name="syncjob-list"),
+    path("sync-jobs/add/", views.job_add, name="syncjob-add"),
+    path("sync-jobs/<str:job>/edit/", views.job_edit, name="syncjob-edit"),
+    path("sync-jobs/<str:job>/remove/", views.job_remove, name="syncjob-remove"),
+    path("sync-jobs/<str:job>/run/", views.job_run, name="syncjob-run"),
+    path("sync-jobs/<str:job>/log/", views.job_log, name="syncjob-log"),
+    path("datastore/<str:store>/sync-jobs/", views.store_job_list, name="datastore-syncjobs"),
+    path("traffic-control/", views.traffic_control, name="traffic-control"),
+    path("traffic-control/add/", views.rule_add, name="traffic-control-add"),
+    path("traffic-control/<str:rule>/edit/", views.rule_edit, name="traffic-control-edit"),
+    path("traffic-control/<str:rule>/remove/", views.rule_remove, name="traffic-control-remove"),
+]

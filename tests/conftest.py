@@ -139,6 +139,11 @@ def redis_url(tmp_path_factory):
     proc.wait(timeout=10)
 
 
+# Each test session uses its own queue on the shared Redis, so parallel sessions
+# on one machine never take each other's tasks.
+TEST_QUEUE = f"pbsweb-test-{uuid.uuid4().hex[:8]}"
+
+
 def service_env(**extra) -> dict:
     """Environment for subprocesses (worker, gunicorn, CLI) that share the test database."""
     from django.conf import settings
@@ -146,6 +151,7 @@ def service_env(**extra) -> dict:
     env = dict(os.environ)
     env["PBSWEB_DATA_DIR"] = str(settings.DATA_DIR)
     env["DJANGO_SETTINGS_MODULE"] = "pbsweb.settings"
+    env["PBSWEB_QUEUE"] = TEST_QUEUE
     if db["ENGINE"].endswith("sqlite3"):
         env["PBSWEB_SQLITE_PATH"] = str(db["NAME"])
     env.update(extra)
@@ -155,7 +161,7 @@ def service_env(**extra) -> dict:
 class Worker:
     """A real `celery worker` subprocess consuming the test broker."""
 
-    def __init__(self, broker_url: str, log_path: Path, queues: str = "pbsweb"):
+    def __init__(self, broker_url: str, log_path: Path, queues: str = TEST_QUEUE):
         celery_bin = str(VENV_BIN / "celery")
         self.log_path = log_path
         self._log = open(log_path, "wb")
@@ -184,11 +190,10 @@ class Worker:
 
 @pytest.fixture(scope="session")
 def celery_broker(redis_url):
-    """Point this process's Celery app at the test Redis and empty the test queue."""
-    import redis as redis_lib
+    """Point this process's Celery app at the test Redis and this session's queue."""
     from pbsweb.celery import app
-    redis_lib.Redis.from_url(redis_url).flushdb()
     app.conf.broker_url = redis_url
+    app.conf.task_default_queue = TEST_QUEUE
     app.conf.broker_transport_options = {}
     # Drop connections made with the default (filesystem) broker, if any.
     if app._pool is not None:

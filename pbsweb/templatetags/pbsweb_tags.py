@@ -3,6 +3,8 @@ from datetime import timedelta
 
 from django import template
 
+from pbsweb.models import task_url as _task_url
+
 register = template.Library()
 
 
@@ -35,3 +37,9 @@ def bytes_iec(value) -> str:
             return f"{int(size)} {unit}" if unit == "B" else f"{size:.2f} {unit}"
         size /= 1024
     return ""
+
+
+@register.filter
+def task_url(upid) -> str:
+    """`{{ upid|task_url }}`: the task viewer's URL for a UPID string."""
+    return _task_url(str(upid)) if upid else ""

@@ -1,0 +1,58 @@
+from django.core.management.base import BaseCommand
+
+from datastores.cliutil import load_key_or_exit, progress_hook, store_or_exit
+from datastores.engine.errors import DatastoreError
+from pbsweb.cli import finish_task, usage_error
+from pbsweb.worker import run_task_inline
+
+
+class Command(BaseCommand):
+    help = ("Back up directories (NAME.tar:DIR) and files or block devices (NAME.img:PATH) into a new "
+            "snapshot: `backup STORE --type host --id ID NAME.tar:PATH… [--ns NS] [--keyfile F] "
+            "[--backup-time EPOCH]`. A missing namespace is created.")
+
+    def add_arguments(self, parser):
+        parser.add_argument("store")
+        parser.add_argument("archives", nargs="+", metavar="NAME.tar:PATH")
+        parser.add_argument("--type", dest="backup_type", default="host", help="vm, ct or host")
+        parser.add_argument("--id", dest="backup_id", required=True)
+        parser.add_argument("--ns", default="")
+        parser.add_argument("--keyfile", default=None)
+        parser.add_argument("--backup-time", default=None)
+
+    def handle(self, *args, store, archives, backup_type, backup_id, ns, keyfile, backup_time, **opts):
+        from datastores.engine.backup import _check_archives
+        from datastores.engine.datastore import validate_backup_id, validate_backup_type, validate_ns
+        cfg, eng = store_or_exit(store)
+        try:
+            validate_backup_type(backup_type, "type")
+            validate_backup_id(backup_id, "id")
+            validate_ns(ns, "ns")
+        except DatastoreError as e:
+            raise usage_error(str(e)) from None
+        pairs = []
+        for spec in archives:
+            name, sep, path = spec.partition(":")
+            if not sep or not path:
+                raise usage_error(f"archive: {spec!r} is not of the form NAME.tar:PATH or NAME.img:PATH")
+            pairs.append((name, path))
+        try:
+            _check_archives(pairs)
+        except DatastoreError as e:
+            raise usage_error(str(e)) from None
+        if backup_time is not None:
+            try:
+                backup_time = int(backup_time)
+                if backup_time <= 0:
+                    raise ValueError
+            except ValueError:
+                raise usage_error(f"backup-time: {backup_time!r} is not a positive epoch time") from None
+        crypt = load_key_or_exit(keyfile) if keyfile else None
+        import os
+        args = {"store": store, "backup_type": backup_type, "backup_id": backup_id, "ns": ns,
+                "archives": [[n, os.path.abspath(p)] for n, p in pairs], "backup_time": backup_time}
+        group = f"{ns}/" if ns else ""
+        task = run_task_inline("datastores.tasks.backup", "backup", f"{store}:{group}{backup_type}/{backup_id}",
+                               "root@pam", args, echo=self.stdout,
+                               private={"crypt": crypt, "progress_hook": progress_hook(self.stdout)})
+        finish_task(task)

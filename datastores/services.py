@@ -1,0 +1,198 @@
+"""The operations that forms, commands and the API share (thin, over the engine)."""
+import os
+import shutil
+from pathlib import Path
+
+from django.db import IntegrityError, transaction
+
+from datastores.engine.datastore import MARKER
+from datastores.engine.datastore import Datastore as EngineStore
+from datastores.engine.errors import DatastoreError
+from datastores.models import NAME_RE, Datastore
+
+
+RESERVED_NAMES = {"add", "create"}   # URLs under /datastore/
+
+
+class FieldError(ValueError):
+    """A user error that names its field."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def check_name(name: str) -> str:
+    if not NAME_RE.match(name or ""):
+        raise FieldError("name", f"{name!r} is not a valid datastore name (3-32 characters: letters, digits, "
+                                 "'_' and '-', not starting with '-')")
+    if name in RESERVED_NAMES:
+        raise FieldError("name", f"'{name}' is reserved; choose another name")
+    if Datastore.objects.filter(name=name).exists():
+        raise FieldError("name", f"datastore '{name}' already exists")
+    return name
+
+
+def check_path(path: str) -> Path:
+    if not path:
+        raise FieldError("path", "this field is required")
+    if "\0" in path or "\n" in path:
+        raise FieldError("path", "contains invalid characters")
+    if not os.path.isabs(path):
+        raise FieldError("path", f"{path!r} must be an absolute path")
+    p = Path(os.path.normpath(path))
+    real = Path(os.path.realpath(p))
+    for other in Datastore.objects.all():
+        o = Path(os.path.realpath(other.path))
+        if real == o:
+            raise FieldError("path", f"{p} is already used by datastore '{other.name}'")
+        if o in real.parents:
+            raise FieldError("path", f"{p} is inside datastore '{other.name}' ({other.path})")
+        if real in o.parents:
+            raise FieldError("path", f"{p} contains datastore '{other.name}' ({other.path})")
+    # an unregistered datastore inside an ancestor
+    for parent in real.parents:
+        if (parent / MARKER).exists():
+            raise FieldError("path", f"{p} is inside an existing datastore at {parent}")
+    if p.exists():
+        if not p.is_dir():
+            raise FieldError("path", f"{p} exists and is not a directory")
+        if any(p.iterdir()) and not (p / MARKER).exists():
+            raise FieldError("path", f"{p} is not empty and is not a datastore; refusing to use it")
+    return p
+
+
+def create_datastore(name: str, path: str, comment: str = "", schedule: str = "daily",
+                     verify_new: bool = False) -> Datastore:
+    """Validate everything, create the store on disk, then the config; undo the disk part on failure."""
+    check_name(name)
+    p = check_path(path)
+    if comment and ("\n" in comment or len(comment) > 255):
+        raise FieldError("comment", "must be one line of at most 255 characters")
+    existed = p.exists()
+    reuse = (p / MARKER).exists()
+    try:
+        EngineStore.create(p, reuse=reuse)
+    except DatastoreError as e:
+        msg = str(e)
+        raise FieldError("path", msg[6:] if msg.startswith("path: ") else msg) from None
+    try:
+        with transaction.atomic():
+            store = Datastore(name=name, path=str(p), comment=comment, schedule=schedule, verify_new=verify_new)
+            store.next_run = store.compute_next_run()
+            store.save()
+    except IntegrityError:
+        if not reuse:
+            _undo_create(p, existed)
+        raise FieldError("name", f"datastore '{name}' already exists") from None
+    except BaseException:
+        if not reuse:
+            _undo_create(p, existed)
+        raise
+    return store
+
+
+def _undo_create(p: Path, existed: bool) -> None:
+    if existed:
+        shutil.rmtree(p / ".chunks", ignore_errors=True)
+        try:
+            (p / MARKER).unlink()
+        except FileNotFoundError:
+            pass
+    else:
+        shutil.rmtree(p, ignore_errors=True)
+
+
+def get_store(name: str) -> Datastore:
+    try:
+        return Datastore.objects.get(name=name)
+    except Datastore.DoesNotExist:
+        raise FieldError("store", f"no datastore '{name}'") from None
+
+
+def open_store(store: Datastore) -> EngineStore:
+    try:
+        return store.engine()
+    except DatastoreError as e:
+        raise FieldError("store", f"datastore '{store.name}' is not available: {e}") from None
+
+
+def snapshot_info(eng: EngineStore, ref) -> dict:
+    """What the snapshot lists show: PBS field names plus display helpers."""
+    info = {
+        "ns": ref.ns, "backup-type": ref.backup_type, "backup-id": ref.backup_id, "backup-time": ref.time,
+        "snapshot": ref.name, "protected": ref.protected, "finished": ref.finished,
+        "files": [], "size": None, "comment": "", "verification": None, "fingerprint": None,
+        "encrypted": False, "notes": "",
+    }
+    if not ref.finished:
+        return info
+    try:
+        m = eng.load_manifest(ref)
+    except DatastoreError as e:
+        info["error"] = str(e)
+        return info
+    info["files"] = [f["filename"] for f in m.files] + ["index.json.blob"]
+    info["file_entries"] = m.files
+    info["size"] = sum(int(f["size"]) for f in m.files)
+    info["encrypted"] = m.encrypted
+    info["fingerprint"] = m.key_fingerprint
+    info["notes"] = m.notes
+    info["comment"] = (m.notes or "").splitlines()[0] if m.notes else ""
+    info["verification"] = m.verify_state
+    return info
+
+
+def keep_options_from(values: dict):
+    """KeepOptions from a dict of keep_* (ints or None); FieldError naming a bad one."""
+    from datastores.engine.prune import KeepOptions
+    kw = {}
+    for k in ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly"):
+        v = values.get(k)
+        if v in (None, ""):
+            continue
+        try:
+            v = int(v)
+        except (TypeError, ValueError):
+            raise FieldError(k.replace("_", "-"), f"{v!r} is not a number") from None
+        if v < 0:
+            raise FieldError(k.replace("_", "-"), "must not be negative")
+        kw[k] = v
+    return KeepOptions(**kw)
+
+
+def prune_plan(eng: EngineStore, keep, ns: str = "", recursive: bool = True, tz=None):
+    """[(ref, mark)] for every group below ns, newest first within each group."""
+    from datastores.engine.prune import PruneItem, compute_prune
+    from django.utils import timezone as djtz
+    tz = tz or djtz.get_current_timezone()
+    groups: dict = {}
+    for ref in eng.list_snapshots(ns, recursive=recursive):
+        groups.setdefault((ref.ns, ref.backup_type, ref.backup_id), []).append(ref)
+    out = []
+    for key in sorted(groups):
+        items = [PruneItem(r, r.time, r.finished, r.protected) for r in groups[key]]
+        out.extend((item.key, mark) for item, mark in compute_prune(items, keep, tz))
+    return out
+
+
+def start_store_task(function: str, worker_type: str, worker_id: str, user: str, arguments: dict):
+    """Queue a task of a datastore on that datastore's queue (see models.queue_for)."""
+    from datastores.models import queue_for
+    from pbsweb.worker import start_task
+    return start_task(function, worker_type, worker_id, user, arguments, queue=queue_for(arguments["store"]))
+
+
+def remove_datastore(cfg: Datastore) -> None:
+    """Remove a datastore from the configuration (its data stays on disk). Jobs of other apps
+    that protect it (sync jobs) must be removed first."""
+    from django.db.models import ProtectedError
+    try:
+        with transaction.atomic():
+            cfg.delete()
+    except ProtectedError as e:
+        users = sorted({f"{type(o)._meta.verbose_name} '{getattr(o, 'job_id', None) or getattr(o, 'name', None) or o.pk}'"
+                        for o in e.protected_objects})
+        raise FieldError("name", f"datastore '{cfg.name}' is still used by {', '.join(users)}; "
+                                 "remove those first") from None

@@ -1,0 +1,264 @@
+"""Task functions of the datastores app (run by a Celery worker or inline by the CLI).
+
+Each takes the task reporter first and JSON-able keyword arguments; secrets
+(a loaded key) arrive only as private arguments and are never stored.
+"""
+import time
+
+from datastores.engine.errors import DatastoreError
+from datastores.engine.report import Reporter
+from pbsweb.worker import task_function
+
+MiB = 1024 * 1024
+
+
+class _HookReporter(Reporter):
+    """Forwards to the task reporter and also calls a progress hook (CLI progress bar)."""
+
+    def __init__(self, inner, hook):
+        self.inner, self.hook = inner, hook
+
+    def log(self, msg):
+        self.hook(None, "")
+        self.inner.log(msg)
+
+    def warn(self, msg):
+        self.hook(None, "")
+        self.inner.warn(msg)
+
+    def progress(self, fraction, text=""):
+        self.inner.progress(fraction, text)
+        self.hook(fraction, text)
+
+    def check_abort(self):
+        self.inner.check_abort()
+
+
+def _store(name):
+    from datastores.models import Datastore
+    try:
+        store = Datastore.objects.get(name=name)
+    except Datastore.DoesNotExist:
+        raise DatastoreError(f"datastore '{name}' does not exist") from None
+    return store, store.engine()
+
+
+def _find(eng, snapshot, ns=""):
+    return eng.find_snapshot(snapshot, ns or "")
+
+
+# -- backup / restore ------------------------------------------------------------------
+
+@task_function
+def backup(reporter, store, backup_type, backup_id, archives, ns="", backup_time=None, owner=None,
+           crypt=None, progress_hook=None):
+    from datastores.engine.backup import run_backup
+    if progress_hook:
+        reporter = _HookReporter(reporter, progress_hook)
+    cfg, eng = _store(store)
+    if ns and not eng.ns_path(ns).is_dir():
+        eng.create_namespace(ns)
+        reporter.log(f"created namespace '{ns}'")
+    result = run_backup(eng, backup_type, backup_id, [tuple(a) for a in archives], ns=ns or "", crypt=crypt,
+                        reporter=reporter, backup_time=backup_time, owner=owner)
+    if cfg.verify_new:
+        reporter.log("verify-new is set: verifying the new snapshot")
+        _verify_one(reporter, eng, result.ref, crypt)
+    return None
+
+
+@task_function
+def restore(reporter, store, snapshot, archive, target, ns="", crypt=None, progress_hook=None):
+    from datastores.engine.restore import restore_archive
+    if progress_hook:
+        reporter = _HookReporter(reporter, progress_hook)
+    cfg, eng = _store(store)
+    ref = _find(eng, snapshot, ns)
+    if crypt is None:
+        crypt = _store_key_for(cfg, eng, ref)
+    restore_archive(eng, ref, archive, target, crypt=crypt, reporter=reporter)
+
+
+def _store_key_for(cfg, eng, ref):
+    """The datastore's own key when the snapshot is encrypted with it, else None."""
+    try:
+        m = eng.load_manifest(ref)
+    except DatastoreError:
+        return None
+    if m.encrypted and cfg.key_fingerprint and m.key_fingerprint == cfg.key_fingerprint:
+        return cfg.crypt_config()
+    return None
+
+
+@task_function
+def catalog_rebuild(reporter, store, snapshot=None, ns="", crypt=None):
+    from datastores.engine.catalog import rebuild_catalog
+    cfg, eng = _store(store)
+    refs = [_find(eng, snapshot, ns)] if snapshot else [r for r in eng.list_snapshots(ns or "") if r.finished]
+    failed = 0
+    for ref in refs:
+        reporter.check_abort()
+        key = crypt or _store_key_for(cfg, eng, ref)
+        try:
+            rebuild_catalog(eng, ref, crypt=key, reporter=reporter)
+        except DatastoreError as e:
+            if snapshot:
+                raise
+            failed += 1
+            reporter.warn(f"catalog of {ref}: {e}")
+    reporter.log(f"catalog rebuild: {len(refs) - failed} of {len(refs)} snapshots done")
+
+
+# -- prune -------------------------------------------------------------------------------
+
+def _prune(reporter, store, ns="", keep=None, dry_run=False, max_depth=None, group=None):
+    from datastores.engine.prune import REMOVE
+    from datastores.services import keep_options_from, prune_plan
+    cfg, eng = _store(store)
+    keep_opts = keep_options_from(keep or {})
+    ns = ns or ""
+    reporter.log(f"{'Dry run: ' if dry_run else ''}Pruning datastore '{store}'"
+                 + (f" namespace '{ns}'" if ns else ""))
+    opts = ", ".join(f"{k.replace('_', '-')} {v}" for k, v in vars(keep_opts).items() if v is not None)
+    reporter.log(f"retention options: {opts or 'none'}")
+    if not keep_opts.any():
+        reporter.warn("no keep options set: keeping every snapshot")
+    plan = prune_plan(eng, keep_opts, ns, recursive=group is None)
+    if group:
+        plan = [(r, m) for r, m in plan if f"{r.backup_type}/{r.backup_id}" == group]
+    if max_depth is not None and ns is not None:
+        base = len(ns.split("/")) if ns else 0
+        plan = [(r, m) for r, m in plan if (len(r.ns.split("/")) if r.ns else 0) - base <= int(max_depth)]
+    removed = kept = 0
+    last_group = None
+    for ref, mark in plan:
+        gkey = (ref.ns, ref.backup_type, ref.backup_id)
+        if gkey != last_group:
+            last_group = gkey
+            reporter.log(f"Pruning group {ref.ns + ':' if ref.ns else ''}\"{ref.backup_type}/{ref.backup_id}\"")
+        label = {"keep": "keep", "remove": "remove", "protected": "keep protected",
+                 "partial": "keep partial"}[mark]
+        prefix = "would " if dry_run else ""
+        reporter.log(f"{prefix}{label} {ref.name}" + (f" (namespace {ref.ns})" if ref.ns else ""))
+        if mark == REMOVE:
+            removed += 1
+        else:
+            kept += 1
+    if not dry_run:
+        # PBS deletes oldest first
+        for ref, mark in sorted((p for p in plan if p[1] == REMOVE), key=lambda p: p[0].time):
+            reporter.check_abort()
+            try:
+                eng.remove_snapshot(ref)
+            except DatastoreError as e:
+                reporter.warn(f"failed to remove {ref}: {e}")
+                removed -= 1
+    reporter.log(f"prune done: {kept} kept, {removed} {'would be ' if dry_run else ''}removed")
+    return plan
+
+
+@task_function
+def prune(reporter, store, ns="", keep=None, dry_run=False, max_depth=None, group=None):
+    _prune(reporter, store, ns, keep, dry_run, max_depth, group)
+
+
+@task_function
+def prunejob(reporter, job):
+    from datastores.models import PruneJob
+    j = PruneJob.objects.select_related("store").get(job_id=job)
+    reporter.log(f"prune job '{j.job_id}' on datastore '{j.store.name}'")
+    _prune(reporter, j.store.name, j.ns, j.keep_dict(), False, j.max_depth)
+    task = _current_task(reporter)
+    if task is not None:
+        PruneJob.objects.filter(pk=j.pk).update(last_task=task)
+
+
+def _current_task(reporter):
+    task = getattr(reporter, "task", None) or getattr(getattr(reporter, "inner", None), "task", None)
+    return task
+
+
+# -- garbage collection ------------------------------------------------------------------
+
+def _upid(reporter):
+    return getattr(_current_task(reporter), "upid", None)
+
+
+@task_function
+def garbage_collection(reporter, store):
+    from datastores.engine import gc
+    from datastores.models import Datastore
+    cfg, eng = _store(store)
+    task = _current_task(reporter)
+    if task is not None:
+        Datastore.objects.filter(pk=cfg.pk).update(last_task=task)
+    _wait_for_prunes(reporter, store, task)
+    gc.garbage_collection(eng, reporter, upid=_upid(reporter))
+
+
+def _wait_for_prunes(reporter, store, task, limit=3600):
+    """As PBS schedules them, prune comes before GC: wait for running prunes of this store."""
+    from django.db.models import Q
+    from pbsweb.models import Task
+    deadline = time.monotonic() + limit
+    said = False
+    while time.monotonic() < deadline:
+        running = Task.objects.filter(state=Task.RUNNING, worker_type__in=["prune", "prunejob"]).filter(
+            Q(worker_id=store) | Q(worker_id__startswith=f"{store}:"))
+        if task is not None:
+            running = running.exclude(pk=task.pk)
+        if not running.exists():
+            return
+        if not said:
+            reporter.log("waiting for the running prune of this datastore to finish first")
+            said = True
+        reporter.check_abort()
+        time.sleep(1)
+
+
+# -- verify ----------------------------------------------------------------------------
+
+def _verify_one(reporter, eng, ref, crypt=None):
+    from datastores.engine import verify as v
+    result = v.verify_snapshot(eng, ref, reporter, crypt=crypt, upid=_upid(reporter))
+    if not result.ok:
+        raise DatastoreError(f"verification of snapshot {ref} failed: " + "; ".join(result.errors[:5]))
+    return result
+
+
+def _verify_store(reporter, cfg, eng, ignore_verified, outdated_after, ns):
+    from datastores.engine import verify as v
+    crypt = None
+    if cfg.key_fingerprint:
+        try:
+            crypt = cfg.crypt_config()
+        except Exception as e:  # a broken key must not stop verification of plain snapshots
+            reporter.warn(f"datastore key not usable: {e}")
+    job = v.verify_datastore(eng, reporter, ignore_verified=ignore_verified, outdated_after_days=outdated_after,
+                             ns=ns or "", crypt=crypt, upid=_upid(reporter))
+    if job.failed:
+        names = ", ".join(str(r) for r in job.failed[:10])
+        raise DatastoreError(f"verification failed for {len(job.failed)} snapshot(s): {names}")
+    return job
+
+
+@task_function
+def verify(reporter, store, snapshot=None, ns="", ignore_verified=False, outdated_after=None):
+    cfg, eng = _store(store)
+    if snapshot:
+        ref = _find(eng, snapshot, ns)
+        _verify_one(reporter, eng, ref, _store_key_for(cfg, eng, ref))
+        return
+    _verify_store(reporter, cfg, eng, ignore_verified, outdated_after, ns)
+
+
+@task_function
+def verificationjob(reporter, job):
+    from datastores.models import VerifyJob
+    j = VerifyJob.objects.select_related("store").get(job_id=job)
+    cfg, eng = _store(j.store.name)
+    reporter.log(f"verify job '{j.job_id}' on datastore '{cfg.name}'")
+    task = _current_task(reporter)
+    if task is not None:
+        VerifyJob.objects.filter(pk=j.pk).update(last_task=task)
+    _verify_store(reporter, cfg, eng, j.ignore_verified, j.outdated_after, j.ns)

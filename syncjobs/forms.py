@@ -1,0 +1,388 @@
+"""Validation of sync jobs and traffic-control rules, shared by the dialogs,
+the CLI and the JSON API: every error names its field, nothing is saved
+unless everything is valid."""
+import re
+
+from django import forms
+from django.db import transaction
+
+from datastores.models import Datastore
+from pbsweb.calendarevent import ScheduleError, parse_schedule
+from remotes.models import Remote
+from syncjobs.engine.ratelimit import TimeFrame, parse_rate
+from syncjobs.engine.scope import normalize_ns, parse_group_filter
+from syncjobs.models import DEFAULT_WORKERS, DIRECTIONS, JOB_ID_RE, RULE_NAME_RE, SyncJob, TrafficControlRule
+
+PREFIX_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-9_][A-Za-z0-9._-]*)*$")
+MAX_DEPTH = 7
+MAX_RATE = 1024 ** 5
+SCHEDULE_PRESETS = ["daily", "hourly", "*:0/30", "0/2:00", "2,22:30", "21:00", "mon..fri 00:00",
+                    "mon..fri *:00", "sat 18:15", "weekly", "monthly", "0 2 * * *"]
+
+
+def rate_text(value) -> str:
+    """Bytes/s as the compact text a user types: 10485760 -> '10MiB'."""
+    if not value:
+        return ""
+    value = int(value)
+    for unit, name in ((1024 ** 3, "GiB"), (1024 ** 2, "MiB"), (1024, "KiB")):
+        if value % unit == 0:
+            return f"{value // unit}{name}"
+    return str(value)
+
+
+def parse_rate_field(text, field: str) -> int | None:
+    try:
+        rate = parse_rate(text.strip() if isinstance(text, str) else text)
+    except ValueError:
+        raise forms.ValidationError(f"{field}: invalid rate {text!r} (e.g. 10MiB, 500KiB, 1G)")
+    if rate is not None and rate < 1:
+        raise forms.ValidationError(f"{field}: must be at least 1 byte/s")
+    if rate is not None and rate > MAX_RATE:
+        raise forms.ValidationError(f"{field}: {text!r} is too large (at most 1PiB)")
+    return int(round(rate)) if rate else None
+
+
+def _bool(value) -> bool:
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in ("1", "true", "yes", "on")
+
+
+class BoolField(forms.BooleanField):
+    """A checkbox that also accepts 'true'/'false' from the CLI and the API."""
+
+    def to_python(self, value):
+        if isinstance(value, str) and value.strip().lower() in ("false", "0", "no", "off", ""):
+            return False
+        return super().to_python(value)
+
+
+class SyncJobForm(forms.Form):
+    """The Sync Job dialog ("Sync Job - Push Direction" / "Pull Direction")."""
+
+    id = forms.CharField(label="Job ID", max_length=32)
+    direction = forms.ChoiceField(label="Direction", choices=DIRECTIONS, initial="push")
+    store = forms.CharField(label="Local Datastore", widget=forms.Select)
+    ns = forms.CharField(label="Local Namespace", required=False, max_length=255)
+    max_depth = forms.IntegerField(label="Max. Depth", required=False, min_value=0, max_value=MAX_DEPTH)
+    remote = forms.CharField(label="Remote", widget=forms.Select)
+    remote_store = forms.CharField(label="Remote Store", required=False, max_length=255,
+                                   help_text="Prefix in the bucket; defaults to the datastore name")
+    schedule = forms.CharField(label="Sync Schedule", required=False, max_length=128)
+    remove_vanished = BoolField(label="Remove Vanished", required=False)
+    group_filter = forms.CharField(label="Group Filter", required=False, widget=forms.Textarea(attrs={"rows": 3}),
+                                   help_text="One per line: [include:|exclude:]type:vm | group:host/web01 | regex:^ct/")
+    transfer_last = forms.IntegerField(label="Transfer Last", required=False, min_value=1, max_value=1_000_000)
+    rate_out = forms.CharField(label="Rate Limit", required=False, max_length=32,
+                               help_text="e.g. 10MiB (per second); empty = unlimited")
+    burst_out = forms.CharField(label="Burst", required=False, max_length=32)
+    workers = forms.IntegerField(label="Parallel uploads", required=False, min_value=1, max_value=32,
+                                 initial=DEFAULT_WORKERS)
+    force = BoolField(label="Take over prefix", required=False,
+                      help_text="Sync even if the prefix belongs to another datastore")
+    enabled = BoolField(label="Enabled", required=False, initial=True)
+    comment = forms.CharField(label="Comment", required=False, max_length=255)
+
+    # CLI / API names of the fields (for one-line errors)
+    CLI_NAMES = {"id": "id", "remote_store": "remote-store", "max_depth": "max-depth",
+                 "remove_vanished": "remove-vanished", "group_filter": "group-filter",
+                 "transfer_last": "transfer-last", "rate_out": "rate-out", "burst_out": "burst-out"}
+
+    def __init__(self, *args, instance: SyncJob | None = None, **kwargs):
+        self.instance = instance
+        if instance is not None and "initial" not in kwargs:
+            kwargs["initial"] = job_to_data(instance)
+        super().__init__(*args, **kwargs)
+        self.fields["store"].widget.choices = [("", "")] + [
+            (n, n) for n in Datastore.objects.values_list("name", flat=True)]
+        self.fields["remote"].widget.choices = [("", "")] + [
+            (r, r) for r in Remote.objects.values_list("remote_id", flat=True)]
+        self.fields["schedule"].widget.attrs.update({"list": "schedule-presets", "placeholder": "none (manual)"})
+        self.fields["remote_store"].widget.attrs["placeholder"] = "datastore name"
+        self.fields["rate_out"].widget.attrs["placeholder"] = "unlimited"
+        self.fields["workers"].widget.attrs["placeholder"] = str(DEFAULT_WORKERS)
+        self.fields["direction"].widget.attrs["onchange"] = (
+            "this.closest('dialog').querySelector('.sync-direction').textContent = "
+            "this.value === 'pull' ? 'Pull' : 'Push'")
+        self.fields["store"].widget.attrs["onchange"] = (
+            "this.form.elements.remote_store.placeholder = this.value || 'datastore name'")
+        if instance is not None:
+            self.fields["id"].disabled = True
+        if len(self.fields["remote"].widget.choices) == 1:
+            self.fields["remote"].help_text = "No S3 remote yet: add one under Configuration → Remotes"
+
+    LAYOUT = (("id", "direction", "store", "ns", "max_depth", "schedule", "rate_out", "burst_out", "comment"),
+              ("remote", "remote_store", "remove_vanished", "transfer_last", "workers", "force", "enabled"),
+              ("group_filter",))
+
+    def columns(self):
+        return [[self[name] for name in names] for names in self.LAYOUT]
+
+    # -- single fields ----------------------------------------------------------
+    def clean_id(self):
+        if self.instance is not None:
+            return self.instance.job_id
+        value = self.cleaned_data["id"].strip()
+        if not JOB_ID_RE.match(value):
+            raise forms.ValidationError("Job ID must be 3-32 characters: letters, digits, '_' and '-', "
+                                        "not starting with '-'")
+        if SyncJob.objects.filter(job_id=value).exists():
+            raise forms.ValidationError(f"sync job '{value}' already exists")
+        return value
+
+    def clean_store(self):
+        value = self.cleaned_data["store"]
+        store = Datastore.objects.filter(name=value).first()
+        if store is None:
+            raise forms.ValidationError(f"no datastore '{value}'")
+        return store
+
+    def clean_remote(self):
+        value = self.cleaned_data["remote"]
+        remote = Remote.objects.filter(remote_id=value).first()
+        if remote is None:
+            raise forms.ValidationError(f"no remote '{value}'")
+        return remote
+
+    def clean_ns(self):
+        try:
+            return normalize_ns(self.cleaned_data["ns"])
+        except ValueError as e:
+            raise forms.ValidationError(str(e).removeprefix("ns: "))
+
+    def clean_remote_store(self):
+        value = self.cleaned_data["remote_store"].strip().strip("/")
+        if value and (not PREFIX_RE.match(value) or ".." in value.split("/")):
+            raise forms.ValidationError("invalid prefix: letters, digits, '.', '_', '-' and '/' between parts")
+        return value
+
+    def clean_schedule(self):
+        value = " ".join(self.cleaned_data["schedule"].split())
+        if value:
+            try:
+                parse_schedule(value)
+            except ScheduleError as e:
+                raise forms.ValidationError(str(e))
+        return value
+
+    def clean_group_filter(self):
+        raw = self.data.getlist("group_filter") if hasattr(self.data, "getlist") else self.data.get("group_filter")
+        if isinstance(raw, str) or raw is None:
+            raw = [raw or ""]
+        lines = [line.strip() for item in raw for line in str(item).splitlines() if line.strip()]
+        try:
+            parse_group_filter(lines)
+        except ValueError as e:
+            raise forms.ValidationError(str(e).removeprefix("group-filter: "))
+        return lines
+
+    def clean_rate_out(self):
+        try:
+            return parse_rate_field(self.cleaned_data["rate_out"], "rate")
+        except forms.ValidationError as e:
+            raise forms.ValidationError(e.messages[0].removeprefix("rate: "))
+
+    def clean_burst_out(self):
+        try:
+            return parse_rate_field(self.cleaned_data["burst_out"], "burst")
+        except forms.ValidationError as e:
+            raise forms.ValidationError(e.messages[0].removeprefix("burst: "))
+
+    def clean_workers(self):
+        return self.cleaned_data["workers"] or DEFAULT_WORKERS
+
+    def clean(self):
+        data = super().clean()
+        store = data.get("store")
+        if not self.errors.get("remote_store") and store is not None and not data.get("remote_store"):
+            data["remote_store"] = store.name
+        return data
+
+    # -- errors --------------------------------------------------------------------
+    def first_error(self, cli: bool = True) -> str:
+        """'field: message' of the first error (CLI and API)."""
+        for name, errors in self.errors.items():
+            label = self.CLI_NAMES.get(name, name) if cli else self.fields[name].label if name in self.fields else name
+            return f"{label}: {errors[0]}" if name != "__all__" else errors[0]
+        return ""
+
+    # -- saving ------------------------------------------------------------------------
+    @transaction.atomic
+    def save(self) -> SyncJob:
+        d = self.cleaned_data
+        job = self.instance or SyncJob(job_id=d["id"])
+        job.store = d["store"]
+        job.remote = d["remote"]
+        job.remote_store = d["remote_store"]
+        job.ns = d["ns"]
+        job.max_depth = d["max_depth"]
+        job.group_filter = d["group_filter"]
+        job.schedule = d["schedule"]
+        job.remove_vanished = d["remove_vanished"]
+        job.transfer_last = d["transfer_last"]
+        job.rate_out = d["rate_out"]
+        job.burst_out = d["burst_out"]
+        job.workers = d["workers"]
+        job.direction = d["direction"]
+        job.force = d["force"]
+        job.enabled = d["enabled"]
+        job.comment = d["comment"]
+        job.next_run = job.compute_next_run()
+        job.save()
+        return job
+
+
+def job_to_data(job: SyncJob) -> dict:
+    """The job as form data (the edit dialog's initial values, the base of a CLI update)."""
+    return {
+        "id": job.job_id, "direction": job.direction, "store": job.store.name, "ns": job.ns,
+        "max_depth": "" if job.max_depth is None else job.max_depth, "remote": job.remote.remote_id,
+        "remote_store": job.remote_store, "schedule": job.schedule,
+        "remove_vanished": job.remove_vanished, "group_filter": "\n".join(job.group_filter or []),
+        "transfer_last": job.transfer_last or "", "rate_out": rate_text(job.rate_out),
+        "burst_out": rate_text(job.burst_out), "workers": job.workers, "force": job.force,
+        "enabled": job.enabled, "comment": job.comment,
+    }
+
+
+def job_to_json(job: SyncJob) -> dict:
+    """PBS's sync.cfg field names (the API and `--output-format json`)."""
+    out = {
+        "id": job.job_id, "store": job.store.name, "remote": job.remote.remote_id,
+        "remote-store": job.remote_store, "ns": job.ns, "max-depth": job.max_depth,
+        "group-filter": job.group_filter or [], "schedule": job.schedule,
+        "remove-vanished": job.remove_vanished, "transfer-last": job.transfer_last,
+        "rate-out": rate_text(job.rate_out) or None, "burst-out": rate_text(job.burst_out) or None,
+        "worker-threads": job.workers, "sync-direction": job.direction, "force": job.force,
+        "enabled": job.enabled, "comment": job.comment,
+        "next-run": int(job.next_run.timestamp()) if job.next_run else None,
+    }
+    task = job.last_task
+    if task is not None:
+        out.update({"last-run-upid": task.upid, "last-run-state": "running" if task.running else task.status,
+                    "last-run-endtime": int(task.endtime.timestamp()) if task.endtime else None})
+    out.update({"last-run-bytes": job.last_bytes, "last-run-objects": job.last_objects,
+                "last-run-deleted": job.last_deleted, "last-run-deferred": job.last_deferred})
+    return out
+
+
+# JSON/CLI names -> form field names
+API_FIELDS = {"id": "id", "store": "store", "remote": "remote", "remote-store": "remote_store", "ns": "ns",
+              "max-depth": "max_depth", "group-filter": "group_filter", "schedule": "schedule",
+              "remove-vanished": "remove_vanished", "transfer-last": "transfer_last", "rate-out": "rate_out",
+              "burst-out": "burst_out", "worker-threads": "workers", "workers": "workers",
+              "sync-direction": "direction", "direction": "direction", "force": "force",
+              "enabled": "enabled", "comment": "comment"}
+
+
+def json_text(value) -> str:
+    """A list or object where one value belongs: kept as text, so the field's check rejects it."""
+    import json
+    return json.dumps(value)
+
+
+def form_data_from_api(values: dict, base: dict | None = None) -> dict:
+    """Overlay API/CLI values (PBS names) on `base` form data; raises KeyError for unknown names."""
+    data = dict(base or {})
+    for key, value in values.items():
+        name = API_FIELDS.get(key) or (key if key in API_FIELDS.values() else None)
+        if name is None:
+            raise KeyError(key)
+        if name == "group_filter" and isinstance(value, (list, tuple)):
+            value = "\n".join(str(v) for v in value)
+        elif isinstance(value, (list, tuple, dict)):
+            value = json_text(value)
+        if isinstance(value, bool):
+            value = "true" if value else ""
+        data[name] = "" if value is None else value
+    for flag in ("remove_vanished", "force", "enabled"):
+        if isinstance(data.get(flag), bool):
+            data[flag] = "true" if data[flag] else ""
+    return data
+
+
+# -- traffic control ---------------------------------------------------------------------
+
+def validate_timeframe(text: str) -> str:
+    text = " ".join(text.split())
+    try:
+        TimeFrame(text)
+    except (ValueError, IndexError):
+        raise forms.ValidationError(f"invalid time frame {text!r} (e.g. 'mon..fri 08:00-18:00')")
+    return text
+
+
+class TrafficControlForm(forms.Form):
+    name = forms.CharField(label="Name", max_length=32)
+    rate_out = forms.CharField(label="Rate Out", max_length=32, help_text="e.g. 10MiB (per second)")
+    burst_out = forms.CharField(label="Burst Out", required=False, max_length=32)
+    timeframes = forms.CharField(label="Time frames", required=False, widget=forms.Textarea(attrs={"rows": 3}),
+                                 help_text="One per line, e.g. mon..fri 08:00-18:00; empty = always")
+    remotes = forms.MultipleChoiceField(label="Remotes", required=False, widget=forms.CheckboxSelectMultiple,
+                                        help_text="None selected = all remotes")
+    comment = forms.CharField(label="Comment", required=False, max_length=255)
+
+    CLI_NAMES = {"rate_out": "rate-out", "burst_out": "burst-out", "timeframes": "timeframe",
+                 "remotes": "remote"}
+
+    def __init__(self, *args, instance: TrafficControlRule | None = None, **kwargs):
+        self.instance = instance
+        if instance is not None and "initial" not in kwargs:
+            kwargs["initial"] = {"name": instance.name, "rate_out": rate_text(instance.rate_out),
+                                 "burst_out": rate_text(instance.burst_out),
+                                 "timeframes": "\n".join(instance.timeframes or []),
+                                 "remotes": instance.remote_names(), "comment": instance.comment}
+        super().__init__(*args, **kwargs)
+        self.fields["remotes"].choices = [(r, r) for r in Remote.objects.values_list("remote_id", flat=True)]
+        self.fields["rate_out"].widget.attrs["placeholder"] = "10MiB"
+        if instance is not None:
+            self.fields["name"].disabled = True
+
+    def clean_name(self):
+        if self.instance is not None:
+            return self.instance.name
+        value = self.cleaned_data["name"].strip()
+        if not RULE_NAME_RE.match(value):
+            raise forms.ValidationError("Name must be 3-32 characters: letters, digits, '_' and '-', "
+                                        "not starting with '-'")
+        if TrafficControlRule.objects.filter(name=value).exists():
+            raise forms.ValidationError(f"rule '{value}' already exists")
+        return value
+
+    def clean_rate_out(self):
+        try:
+            return parse_rate_field(self.cleaned_data["rate_out"], "rate")
+        except forms.ValidationError as e:
+            raise forms.ValidationError(e.messages[0].removeprefix("rate: "))
+
+    def clean_burst_out(self):
+        try:
+            return parse_rate_field(self.cleaned_data["burst_out"], "burst")
+        except forms.ValidationError as e:
+            raise forms.ValidationError(e.messages[0].removeprefix("burst: "))
+
+    def clean_timeframes(self):
+        raw = self.data.getlist("timeframes") if hasattr(self.data, "getlist") else self.data.get("timeframes")
+        if isinstance(raw, str) or raw is None:
+            raw = [raw or ""]
+        lines = [line for item in raw for line in str(item).splitlines() if line.strip()]
+        return [validate_timeframe(line) for line in lines]
+
+    def first_error(self, cli: bool = True) -> str:
+        for name, errors in self.errors.items():
+            label = self.CLI_NAMES.get(name, name) if cli else self.fields[name].label if name in self.fields else name
+            return f"{label}: {errors[0]}" if name != "__all__" else errors[0]
+        return ""
+
+    @transaction.atomic
+    def save(self) -> TrafficControlRule:
+        d = self.cleaned_data
+        rule = self.instance or TrafficControlRule(name=d["name"])
+        rule.rate_out = d["rate_out"]
+        rule.burst_out = d["burst_out"]
+        rule.timeframes = d["timeframes"]
+        rule.comment = d["comment"]
+        rule.save()
+        rule.remotes.set(Remote.objects.filter(remote_id__in=d["remotes"]))
+        return rule

@@ -1,0 +1,176 @@
+"""`sync-job create|list|show|run|update|remove` as proxmox-backup-manager's."""
+from django.core.management.base import BaseCommand
+from django.db.models.deletion import ProtectedError
+
+from pbsweb.cli import add_output_format, box_table, finish_task, print_output, usage_error
+from syncjobs.forms import SyncJobForm, form_data_from_api, job_to_data, job_to_json
+from syncjobs.models import SyncJob
+
+CLI_USER = "root@pam"
+OPTIONS = [  # (flag, dest, help)
+    ("--store", "store", "local datastore"),
+    ("--remote", "remote", "S3 remote"),
+    ("--remote-store", "remote_store", "prefix in the bucket (default: the datastore name)"),
+    ("--schedule", "schedule", "calendar event or cron expression, e.g. daily or '0 2 * * *'"),
+    ("--remove-vanished", "remove_vanished", "true|false"),
+    ("--direction", "direction", "push|pull"),
+    ("--ns", "ns", "local namespace"),
+    ("--max-depth", "max_depth", "namespace levels below --ns"),
+    ("--transfer-last", "transfer_last", "only the N newest snapshots per group"),
+    ("--rate-out", "rate_out", "rate limit, e.g. 10MiB (per second)"),
+    ("--burst-out", "burst_out", "burst size, e.g. 20MiB"),
+    ("--workers", "workers", "parallel uploads (default 8)"),
+    ("--force", "force", "true|false: take over a prefix owned by another datastore"),
+    ("--enabled", "enabled", "true|false"),
+    ("--comment", "comment", "comment"),
+]
+BOOL_FIELDS = ("remove_vanished", "force", "enabled")
+
+
+def _bool_arg(name: str, value: str) -> str:
+    v = value.strip().lower()
+    if v in ("true", "1", "yes", "on"):
+        return "true"
+    if v in ("false", "0", "no", "off"):
+        return ""
+    raise usage_error(f"{name.replace('_', '-')}: expected true or false, not {value!r}")
+
+
+def _job(job_id: str) -> SyncJob:
+    job = SyncJob.objects.select_related("store", "remote", "last_task").filter(job_id=job_id).first()
+    if job is None:
+        raise usage_error(f"id: no sync job '{job_id}'")
+    return job
+
+
+def _last_run(job: SyncJob) -> str:
+    t = job.last_task
+    if t is None:
+        return ""
+    if t.running:
+        return "running"
+    return f"{t.status} {t.starttime.strftime('%Y-%m-%d %H:%M:%S')}"
+
+
+class Command(BaseCommand):
+    help = ("Sync jobs: `sync-job create ID --store S --remote R --remote-store P [...]`, "
+            "`sync-job list`, `sync-job show ID`, `sync-job run ID [--reconcile]`, "
+            "`sync-job update ID ...`, `sync-job remove ID`.")
+
+    def add_arguments(self, parser):
+        sub = parser.add_subparsers(dest="action", required=True)
+        for name in ("create", "update"):
+            p = sub.add_parser(name)
+            p.add_argument("id")
+            for flag, dest, help_text in OPTIONS:
+                p.add_argument(flag, dest=dest, default=None, help=help_text)
+            p.add_argument("--group-filter", dest="group_filter", action="append", default=None,
+                           help="[include:|exclude:]type:<t>|group:<t>/<id>|regex:<re> (repeatable)")
+            if name == "update":
+                p.add_argument("--delete", action="append", default=[],
+                               help="reset an option to its default, e.g. --delete rate-out")
+        ls = sub.add_parser("list")
+        add_output_format(ls)
+        sh = sub.add_parser("show")
+        sh.add_argument("id")
+        add_output_format(sh)
+        rn = sub.add_parser("run")
+        rn.add_argument("id")
+        rn.add_argument("--reconcile", action="store_true",
+                        help="list the whole remote prefix to resync the local inventory")
+        rm = sub.add_parser("remove")
+        rm.add_argument("id")
+
+    def handle(self, *args, action, **opts):
+        getattr(self, f"do_{action}")(opts)
+
+    # -- actions -----------------------------------------------------------------
+    def _values(self, opts) -> dict:
+        values = {}
+        for _, dest, _ in OPTIONS:
+            if opts.get(dest) is not None:
+                values[dest] = _bool_arg(dest, opts[dest]) if dest in BOOL_FIELDS else opts[dest]
+        if opts.get("group_filter") is not None:
+            values["group_filter"] = "\n".join(opts["group_filter"])
+        return values
+
+    def do_create(self, opts):
+        for required in ("store", "remote"):
+            if opts.get(required) is None:
+                raise usage_error(f"{required}: required (--{required})")
+        data = {"enabled": "true", "direction": "push"}
+        data.update(self._values(opts))
+        data["id"] = opts["id"]
+        form = SyncJobForm(data)
+        if not form.is_valid():
+            raise usage_error(form.first_error())
+        job = form.save()
+        self.stdout.write(f"created sync job '{job.job_id}': {job.direction} datastore '{job.store.name}' "
+                          f"{'to' if job.direction == 'push' else 'from'} "
+                          f"{job.remote.remote_id}:{job.remote_store}")
+
+    def do_update(self, opts):
+        job = _job(opts["id"])
+        data = job_to_data(job)
+        data = {k: ("true" if v is True else "" if v is False else v) for k, v in data.items()}
+        defaults = {"remote-store": "", "schedule": "", "ns": "", "max-depth": "", "group-filter": "",
+                    "transfer-last": "", "rate-out": "", "burst-out": "", "workers": "",
+                    "comment": "", "remove-vanished": "", "force": ""}
+        for name in opts.get("delete") or []:
+            if name not in defaults:
+                raise usage_error(f"delete: cannot reset '{name}' (one of {', '.join(sorted(defaults))})")
+            data.update(form_data_from_api({name: defaults[name]}))
+        data.update(self._values(opts))
+        form = SyncJobForm(data, instance=job)
+        if not form.is_valid():
+            raise usage_error(form.first_error())
+        form.save()
+        self.stdout.write(f"updated sync job '{job.job_id}'")
+
+    def do_list(self, opts):
+        jobs = SyncJob.objects.select_related("store", "remote", "last_task")
+        fmt = opts["output_format"]
+        if fmt != "text":
+            print_output(self.stdout, fmt, [], [], [job_to_json(j) for j in jobs])
+            return
+        headers = ["id", "direction", "store", "remote", "remote-store", "ns", "schedule",
+                   "remove-vanished", "last run", "next run", "comment"]
+        rows = [[j.job_id, j.direction, j.store.name, j.remote.remote_id, j.remote_store, j.ns, j.schedule,
+                 "yes" if j.remove_vanished else "no", _last_run(j),
+                 j.next_run.strftime("%Y-%m-%d %H:%M") if j.next_run else "", j.comment] for j in jobs]
+        self.stdout.write(box_table(headers, rows))
+
+    def do_show(self, opts):
+        job = _job(opts["id"])
+        data = job_to_json(job)
+        fmt = opts["output_format"]
+        if fmt != "text":
+            print_output(self.stdout, fmt, [], [], data)
+            return
+        rows = [[k, ", ".join(v) if isinstance(v, list) else ("" if v is None else str(v).lower() if isinstance(v, bool) else v)] for k, v in data.items()
+                if k not in ("next-run", "last-run-endtime")]
+        if job.next_run:
+            rows.append(["next-run", job.next_run.strftime("%Y-%m-%d %H:%M:%S")])
+        if job.last_summary:
+            rows.append(["last-run-summary", job.last_summary])
+        self.stdout.write(box_table(["Name", "Value"], rows))
+
+    def do_run(self, opts):
+        from pbsweb.worker import run_task_inline
+        job = _job(opts["id"])
+        args = {"job_id": job.job_id}
+        if opts["reconcile"]:
+            args["reconcile"] = True
+        task = run_task_inline("syncjobs.tasks.run_sync_job", "syncjob", job.worker_id, CLI_USER, args,
+                               echo=self.stdout)
+        SyncJob.objects.filter(pk=job.pk).update(last_task=task)
+        finish_task(task)
+
+    def do_remove(self, opts):
+        job = _job(opts["id"])
+        try:
+            job.delete()
+        except ProtectedError as e:  # pragma: no cover - nothing references a job today
+            raise usage_error(f"id: sync job '{job.job_id}' is in use: {e}") from None
+        self.stdout.write(f"removed sync job '{job.job_id}'")
+

@@ -1,0 +1,100 @@
+"""Sync jobs (PBS sync.cfg) and traffic-control rules.
+
+A SyncJob replicates one local datastore (or a namespace of it) to a prefix
+of an S3 remote's bucket (push), or a bucket prefix into the datastore (pull).
+The job stores the stats of its last run. Traffic-control rules limit the
+rate of sync jobs during time frames (unlike PBS, where they govern the API
+server's traffic): a run goes at min(job rate, rules active now).
+"""
+import re
+
+from django.db import models
+
+from pbsweb.models import ScheduledJob, Task
+
+JOB_ID_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{2,31}$")
+RULE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{2,31}$")
+DIRECTIONS = [("push", "Push"), ("pull", "Pull")]
+DEFAULT_WORKERS = 8
+
+
+class SyncJob(ScheduledJob):
+    job_id = models.CharField("Job ID", max_length=32, unique=True)
+    store = models.ForeignKey("datastores.Datastore", on_delete=models.PROTECT, related_name="sync_jobs")
+    remote = models.ForeignKey("remotes.Remote", on_delete=models.PROTECT, related_name="sync_jobs")
+    remote_store = models.CharField("Remote Store", max_length=255)
+    ns = models.CharField("Local Namespace", max_length=255, blank=True)
+    max_depth = models.PositiveSmallIntegerField("Max. Depth", null=True, blank=True)
+    group_filter = models.JSONField(default=list, blank=True)
+    remove_vanished = models.BooleanField("Remove Vanished", default=False)
+    transfer_last = models.PositiveIntegerField("Transfer Last", null=True, blank=True)
+    rate_out = models.BigIntegerField("Rate Limit", null=True, blank=True)   # bytes/s; None = unlimited
+    burst_out = models.BigIntegerField("Burst", null=True, blank=True)
+    workers = models.PositiveSmallIntegerField("Parallel uploads", default=DEFAULT_WORKERS)
+    direction = models.CharField("Direction", max_length=4, choices=DIRECTIONS, default="push")
+    force = models.BooleanField("Take over prefix", default=False)
+    # stats of the last finished run
+    last_bytes = models.BigIntegerField(default=0)
+    last_objects = models.IntegerField(default=0)
+    last_chunks = models.IntegerField(default=0)
+    last_deleted = models.IntegerField(default=0)
+    last_deferred = models.IntegerField(default=0)
+    last_snapshots = models.IntegerField(default=0)
+    last_summary = models.TextField(blank=True)
+    last_run_end = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["job_id"]
+
+    def __str__(self) -> str:
+        return self.job_id
+
+    @property
+    def worker_id(self) -> str:
+        """PBS: `<remote>:<remote-store>:<store>:<ns>:<job>`."""
+        return f"{self.remote.remote_id}:{self.remote_store}:{self.store.name}:{self.ns}:{self.job_id}"
+
+    @property
+    def acl_path(self) -> str:
+        return f"/datastore/{self.store.name}"
+
+    def start(self, user: str, reconcile: bool = False) -> Task:
+        from pbsweb.worker import start_task
+        args = {"job_id": self.job_id}
+        if reconcile:
+            args["reconcile"] = True
+        task = start_task("syncjobs.tasks.run_sync_job", "syncjob", self.worker_id, user, args,
+                          queue=_queue_for(self.store.name))
+        SyncJob.objects.filter(pk=self.pk).update(last_task=task)
+        self.last_task = task
+        return task
+
+
+def _queue_for(store_name: str) -> str:
+    try:
+        from datastores.models import queue_for
+    except ImportError:  # pragma: no cover
+        return ""
+    return queue_for(store_name)
+
+
+class TrafficControlRule(models.Model):
+    name = models.CharField(max_length=32, unique=True)
+    rate_out = models.BigIntegerField("Rate Out", null=True, blank=True)     # bytes/s; None = unlimited
+    burst_out = models.BigIntegerField("Burst Out", null=True, blank=True)
+    timeframes = models.JSONField(default=list, blank=True)   # ["mon..fri 08:00-18:00", ...]; [] = always
+    remotes = models.ManyToManyField("remotes.Remote", blank=True, related_name="traffic_rules")  # none = all
+    comment = models.CharField(max_length=255, blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    def remote_names(self) -> list[str]:
+        return [r.remote_id for r in self.remotes.all()]
+
+    def applies_to(self, remote) -> bool:
+        ids = [r.pk for r in self.remotes.all()]
+        return not ids or remote.pk in ids

@@ -1,0 +1,217 @@
+"""Pages: Configuration → Sync Jobs, Datastore → Sync Jobs, Configuration → Traffic Control.
+
+Dialogs are fragments swapped into #dialog-slot by htmx; a bad value comes
+back as the same dialog with the error under its field (200 to htmx so it is
+swapped, 400 otherwise), nothing saved. Long work (a sync run) is a task.
+"""
+from django.contrib import messages
+from django.http import HttpResponse, HttpResponseForbidden
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.encoding import iri_to_uri
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
+
+from datastores.models import Datastore
+from pbsweb.access import has_privilege, require
+from syncjobs.forms import SCHEDULE_PRESETS, SyncJobForm, TrafficControlForm
+from syncjobs.models import SyncJob, TrafficControlRule
+
+JOB_PRIV = "Datastore.Modify"
+RULE_PRIV = "Sys.Modify"
+
+
+def _job_acl_path(kwargs) -> str:
+    name = SyncJob.objects.filter(job_id=kwargs.get("job")).values_list("store__name", flat=True).first()
+    return f"/datastore/{name}" if name else "/"
+
+
+def _store_path(store: str | None) -> str:
+    return f"/datastore/{store}" if store else "/"
+
+
+def _next_url(request, default: str) -> str:
+    target = request.POST.get("next") or request.GET.get("next") or ""
+    return target if target.startswith("/") and not target.startswith("//") else default
+
+
+def _done(request, url: str):
+    """After a successful change: htmx follows HX-Redirect, a plain form a 302."""
+    if request.htmx:
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = iri_to_uri(url)  # a UPID's escapes (\x3a) must not reach the browser raw
+        return response
+    return redirect(url)
+
+
+def _jobs(store: Datastore | None = None):
+    jobs = SyncJob.objects.select_related("store", "remote", "last_task")
+    if store is not None:
+        jobs = jobs.filter(store=store)
+    return jobs
+
+
+def _list_context(request, store: Datastore | None):
+    jobs = list(_jobs(store))
+    return {
+        "jobs": jobs, "store": store, "current_store": store.name if store else None,
+        "list_url": f"/datastore/{store.name}/sync-jobs/" if store else "/sync-jobs/",
+        "any_running": any(j.last_task and j.last_task.running for j in jobs),
+        "tab": "sync",
+        "can_modify": has_privilege(request.user, JOB_PRIV, _store_path(store.name if store else None)),
+    }
+
+
+def _render_list(request, store: Datastore | None, extra: dict | None = None, status: int = 200):
+    ctx = _list_context(request, store)
+    ctx.update(extra or {})
+    if request.htmx and request.GET.get("fragment") == "rows":
+        return render(request, "syncjobs/_job_rows.html", ctx)
+    return render(request, "syncjobs/job_list.html", ctx, status=status)
+
+
+@require_safe
+@require("Datastore.Audit")
+def job_list(request):
+    return _render_list(request, None)
+
+
+@require_safe
+@require("Datastore.Audit", lambda kw: f"/datastore/{kw['store']}")
+def store_job_list(request, store):
+    return _render_list(request, get_object_or_404(Datastore, name=store))
+
+
+def _dialog_response(request, form, *, action: str, title_action: str, next_url: str, store_name=None):
+    ctx = {"form": form, "action": action, "title_action": title_action, "next": next_url,
+           "schedule_presets": SCHEDULE_PRESETS,
+           "direction": (form.data.get("direction") if form.is_bound else form.initial.get("direction"))
+           or "push"}
+    if request.htmx:
+        return render(request, "syncjobs/job_dialog.html", ctx)
+    # without htmx (no JavaScript, tests): the page with the dialog open
+    store = Datastore.objects.filter(name=store_name).first() if store_name else None
+    ctx["show_dialog"] = True
+    status = 400 if form.is_bound and form.errors else 200
+    return _render_list(request, store, {"dialog": ctx}, status=status)
+
+
+@require_http_methods(["GET", "POST"])
+def job_add(request):
+    store_name = request.POST.get("store") if request.method == "POST" else request.GET.get("store")
+    if not has_privilege(request.user, JOB_PRIV, _store_path(store_name)):
+        return HttpResponseForbidden(f"permission check failed: {JOB_PRIV} on {_store_path(store_name)}")
+    page_store = request.GET.get("store") or request.POST.get("page_store") or ""
+    default_next = f"/datastore/{page_store}/sync-jobs/" if page_store else "/sync-jobs/"
+    next_url = _next_url(request, default_next)
+    if request.method == "POST":
+        form = SyncJobForm(request.POST)
+        if form.is_valid():
+            form.save()
+            return _done(request, next_url)
+    else:
+        initial = {"direction": request.GET.get("direction") if request.GET.get("direction") in ("push", "pull")
+                   else "push", "store": request.GET.get("store", ""), "enabled": True, "workers": 8}
+        form = SyncJobForm(initial=initial)
+    return _dialog_response(request, form, action="/sync-jobs/add/", title_action="Add",
+                            next_url=next_url, store_name=page_store)
+
+
+@require_http_methods(["GET", "POST"])
+@require(JOB_PRIV, _job_acl_path)
+def job_edit(request, job):
+    job = get_object_or_404(SyncJob.objects.select_related("store", "remote"), job_id=job)
+    next_url = _next_url(request, "/sync-jobs/")
+    if request.method == "POST":
+        # moving a job to another datastore needs the privilege there too
+        target = request.POST.get("store")
+        if target and not has_privilege(request.user, JOB_PRIV, _store_path(target)):
+            return HttpResponseForbidden(f"permission check failed: {JOB_PRIV} on {_store_path(target)}")
+        form = SyncJobForm(request.POST, instance=job)
+        if form.is_valid():
+            form.save()
+            return _done(request, next_url)
+    else:
+        form = SyncJobForm(instance=job)
+    return _dialog_response(request, form, action=f"/sync-jobs/{job.job_id}/edit/", title_action="Edit",
+                            next_url=next_url, store_name=job.store.name)
+
+
+@require_POST
+@require(JOB_PRIV, _job_acl_path)
+def job_remove(request, job):
+    job = get_object_or_404(SyncJob, job_id=job)
+    job.delete()
+    return _done(request, _next_url(request, "/sync-jobs/"))
+
+
+@require_POST
+@require(JOB_PRIV, _job_acl_path)
+def job_run(request, job):
+    job = get_object_or_404(SyncJob.objects.select_related("store", "remote"), job_id=job)
+    reconcile = request.POST.get("reconcile") in ("1", "true", "on")
+    task = job.start(request.user.username, reconcile=reconcile)
+    return _done(request, task.url)
+
+
+@require_safe
+@require("Datastore.Audit", _job_acl_path)
+def job_log(request, job):
+    """Show log: the task viewer of the job's last run."""
+    job = get_object_or_404(SyncJob.objects.select_related("last_task", "store"), job_id=job)
+    if job.last_task is None:
+        messages.info(request, f"Sync job '{job.job_id}' has not run yet: there is no log to show.")
+        return redirect(_next_url(request, f"/datastore/{job.store.name}/sync-jobs/"))
+    return redirect(job.last_task.url)
+
+
+# -- traffic control -------------------------------------------------------------------------
+
+def _rule_dialog(request, form, *, action: str, title_action: str):
+    ctx = {"form": form, "action": action, "title_action": title_action}
+    if request.htmx:
+        return render(request, "syncjobs/rule_dialog.html", ctx)
+    rules = TrafficControlRule.objects.prefetch_related("remotes")
+    status = 400 if form.is_bound and form.errors else 200
+    return render(request, "syncjobs/traffic_control.html",
+                  {"rules": rules, "dialog": ctx, "can_modify": True}, status=status)
+
+
+@require_safe
+@require("Sys.Audit")
+def traffic_control(request):
+    rules = TrafficControlRule.objects.prefetch_related("remotes")
+    return render(request, "syncjobs/traffic_control.html", {
+        "rules": rules, "can_modify": has_privilege(request.user, RULE_PRIV, "/")})
+
+
+@require_http_methods(["GET", "POST"])
+@require(RULE_PRIV)
+def rule_add(request):
+    if request.method == "POST":
+        form = TrafficControlForm(request.POST)
+        if form.is_valid():
+            form.save()
+            return _done(request, "/traffic-control/")
+    else:
+        form = TrafficControlForm()
+    return _rule_dialog(request, form, action="/traffic-control/add/", title_action="Add")
+
+
+@require_http_methods(["GET", "POST"])
+@require(RULE_PRIV)
+def rule_edit(request, rule):
+    rule = get_object_or_404(TrafficControlRule, name=rule)
+    if request.method == "POST":
+        form = TrafficControlForm(request.POST, instance=rule)
+        if form.is_valid():
+            form.save()
+            return _done(request, "/traffic-control/")
+    else:
+        form = TrafficControlForm(instance=rule)
+    return _rule_dialog(request, form, action=f"/traffic-control/{rule.name}/edit/", title_action="Edit")
+
+
+@require_POST
+@require(RULE_PRIV)
+def rule_remove(request, rule):
+    get_object_or_404(TrafficControlRule, name=rule).delete()
+    return _done(request, "/traffic-control/")
