@@ -38,7 +38,8 @@ from syncjobs.engine.push import PushOptions, push_sync  # noqa: E402
 from tests.conftest import S3Server, make_test_client  # noqa: E402
 from tests.s3proxy import S3Proxy  # noqa: E402
 
-MiB = 1024 * 1024
+KiB = 1024
+MiB = 1024 * KiB
 CHUNK = 4 * MiB
 T0 = 1_790_000_000
 KINDS = ("GET", "PUT", "HEAD", "LIST", "DELETE")
@@ -96,6 +97,21 @@ def measure(proxy: S3Proxy, fn) -> dict:
     out.update(requests=sum(out.values()), mib_up=proxy.bytes_up / MiB,
                mib_down=proxy.bytes_down / MiB, seconds=secs)
     return out
+
+
+def bucket_overhead(bucket: Bucket, store: Datastore) -> dict:
+    """What the bucket stores besides chunks (manifests, indexes, blobs), measured."""
+    chunk_bytes = meta_bytes = meta_objects = 0
+    for rel, size, _ in bucket.list(""):
+        if rel.startswith(".chunks/"):
+            chunk_bytes += size
+        else:
+            meta_bytes += size
+            meta_objects += 1
+    local = sum(p.stat().st_size for p in store.path.rglob("*") if p.is_file())
+    return {"chunk_bytes": chunk_bytes, "meta_bytes": meta_bytes, "meta_objects": meta_objects,
+            "meta_pct": 100 * meta_bytes / max(1, chunk_bytes),
+            "bucket_vs_local": (chunk_bytes + meta_bytes) / max(1, local)}
 
 
 def main() -> int:
@@ -166,6 +182,7 @@ def main() -> int:
 
         report = check_bucket_consistency(bucket)
         assert report.ok, report.problems
+        overhead = bucket_overhead(bucket, store)
     finally:
         ours.stop()
         theirs.stop()
@@ -182,9 +199,13 @@ def main() -> int:
         rate = r["mib_up"] / r["seconds"] if r["seconds"] else 0
         print(f"{r['phase']:<24} {r['tool']:<7} " + " ".join(f"{r[k]:>6}" for k in KINDS) +
               f" {r['requests']:>6} {r['minimum']:>6} {r['mib_up']:>8.1f} {r['seconds']:>8.2f} {rate:>7.1f}")
+    print(f"\nbucket: {overhead['chunk_bytes'] / MiB:.1f} MiB in chunks, {overhead['meta_bytes'] / KiB:.1f} KiB "
+          f"in {overhead['meta_objects']} manifests/indexes/blobs: metadata overhead "
+          f"{overhead['meta_pct']:.3f}% (the PBS guide budgets 15-25%); bucket/local size "
+          f"{overhead['bucket_vs_local']:.3f}")
     if args.json:
         Path(args.json).write_text(json.dumps({"size": args.size, "workers": args.workers,
-                                               "results": results}, indent=2))
+                                               "results": results, "overhead": overhead}, indent=2))
     return 0
 
 
