@@ -386,3 +386,174 @@ class TrafficControlForm(forms.Form):
         rule.save()
         rule.remotes.set(Remote.objects.filter(remote_id__in=d["remotes"]))
         return rule
+
+
+# -- restore drills ---------------------------------------------------------------------------
+
+class DrillJobForm(forms.Form):
+    """The Restore Drill dialog; also validates `drill create` on the CLI."""
+
+    id = forms.CharField(label="Drill ID", max_length=32)
+    remote = forms.CharField(label="Remote", widget=forms.Select)
+    remote_store = forms.CharField(label="Remote Store", required=False, max_length=255,
+                                   help_text="Prefix in the bucket; empty = every datastore prefix")
+    sample_size = forms.IntegerField(label="Older snapshots", required=False, min_value=0, max_value=1000,
+                                     help_text="Random older snapshots per group checked besides the newest")
+    schedule = forms.CharField(label="Schedule", required=False, max_length=128)
+    enabled = BoolField(label="Enabled", required=False, initial=True)
+    comment = forms.CharField(label="Comment", required=False, max_length=255)
+
+    CLI_NAMES = {"id": "id", "remote_store": "store", "sample_size": "sample"}
+
+    def __init__(self, *args, instance=None, **kwargs):
+        self.instance = instance
+        if instance is not None and "initial" not in kwargs:
+            kwargs["initial"] = {"id": instance.job_id, "remote": instance.remote.remote_id,
+                                 "remote_store": instance.remote_store, "sample_size": instance.sample_size,
+                                 "schedule": instance.schedule, "enabled": instance.enabled,
+                                 "comment": instance.comment}
+        super().__init__(*args, **kwargs)
+        self.fields["remote"].widget.choices = [("", "")] + [
+            (r, r) for r in Remote.objects.values_list("remote_id", flat=True)]
+        self.fields["schedule"].widget.attrs.update({"list": "schedule-presets", "placeholder": "none (manual)"})
+        self.fields["sample_size"].widget.attrs["placeholder"] = "2"
+        if instance is not None:
+            self.fields["id"].disabled = True
+
+    def clean_id(self):
+        from syncjobs.models import DRILL_ID_RE, DrillJob
+        if self.instance is not None:
+            return self.instance.job_id
+        value = self.cleaned_data["id"].strip()
+        if not DRILL_ID_RE.match(value):
+            raise forms.ValidationError("Drill ID must be 3-32 characters: letters, digits, '_', '.' and '-', "
+                                        "not starting with '-' or '.'")
+        if DrillJob.objects.filter(job_id=value).exists():
+            raise forms.ValidationError(f"restore drill '{value}' already exists")
+        return value
+
+    def clean_remote(self):
+        value = self.cleaned_data["remote"]
+        remote = Remote.objects.filter(remote_id=value).first()
+        if remote is None:
+            raise forms.ValidationError(f"no remote '{value}'")
+        return remote
+
+    clean_remote_store = SyncJobForm.clean_remote_store
+    clean_schedule = SyncJobForm.clean_schedule
+
+    def clean_sample_size(self):
+        from syncjobs.models import DEFAULT_DRILL_SAMPLE
+        value = self.cleaned_data["sample_size"]
+        return DEFAULT_DRILL_SAMPLE if value is None else value
+
+    def save(self):
+        from syncjobs.models import DrillJob
+        d = self.cleaned_data
+        job = self.instance or DrillJob(job_id=d["id"])
+        job.remote = d["remote"]
+        job.remote_store = d["remote_store"]
+        job.sample_size = d["sample_size"]
+        job.schedule = d["schedule"]
+        job.enabled = d["enabled"]
+        job.comment = d["comment"]
+        job.next_run = job.compute_next_run()
+        job.save()
+        return job
+
+
+RESTORE_KEY_NONE, RESTORE_KEY_UPLOAD = "", "upload"
+
+
+class RemoteRestoreForm(forms.Form):
+    """Restore archive (from Remote → Content): one archive of a bucket snapshot to a path here."""
+
+    store = forms.CharField(label="Remote Store", required=False, max_length=255, widget=forms.HiddenInput)
+    snapshot = forms.CharField(label="Snapshot", max_length=1024, widget=forms.HiddenInput)
+    archive = forms.ChoiceField(label="Archive")
+    target = forms.CharField(label="Target", max_length=4096,
+                             help_text="Absolute path on this server: a new or empty directory for a .tar "
+                                       "archive, a file for an .img archive")
+    key_source = forms.ChoiceField(label="Encryption key", required=False)
+    keyfile = forms.FileField(label="Key file", required=False)
+    passphrase = forms.CharField(label="Passphrase", required=False, max_length=1024,
+                                 widget=forms.PasswordInput(render_value=False))
+
+    def __init__(self, *args, snapshot=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.snapshot_info = snapshot
+        archives = [f.filename.rsplit(".", 1)[0] for f in (snapshot.files if snapshot else [])
+                    if f.filename.endswith((".didx", ".fidx"))]
+        self.fields["archive"].choices = [(a, a) for a in archives]
+        choices = [(RESTORE_KEY_NONE, "none")]
+        for name, fp in Datastore.objects.exclude(key_fingerprint="").values_list("name", "key_fingerprint"):
+            choices.append((f"store:{name}", f"key of datastore {name} ({fp})"))
+        choices.append((RESTORE_KEY_UPLOAD, "upload a key file"))
+        self.fields["key_source"].choices = choices
+        if snapshot is not None and snapshot.encrypted:
+            match = [c for c, label in choices if c.startswith("store:") and snapshot.key_fingerprint in label]
+            self.fields["key_source"].initial = match[0] if match else RESTORE_KEY_UPLOAD
+        self.crypt = None
+
+    def clean_target(self):
+        import os
+        value = self.cleaned_data["target"].strip()
+        if not os.path.isabs(value):
+            raise forms.ValidationError("must be an absolute path (e.g. /srv/restore/web01)")
+        return os.path.normpath(value)
+
+    def clean(self):
+        import os
+        import tempfile
+
+        from datastores.engine.crypto import load_keyfile
+        from datastores.engine.errors import DatastoreError
+        data = super().clean()
+        snap = self.snapshot_info
+        archive, target = data.get("archive"), data.get("target")
+        if archive and target:
+            if archive.endswith(".tar") and os.path.exists(target):
+                if not os.path.isdir(target):
+                    self.add_error("target", f"{target} exists and is not a directory")
+                elif os.listdir(target):
+                    self.add_error("target", f"directory {target} is not empty")
+            if archive.endswith(".img") and os.path.isdir(target):
+                self.add_error("target", f"{target} is a directory; an image restores to a file")
+        if snap is None or not snap.encrypted:
+            return data
+        source = data.get("key_source") or ""
+        fp = snap.key_fingerprint
+        if source == RESTORE_KEY_NONE:
+            self.add_error("key_source", f"snapshot {snap.name} is encrypted with key {fp}: choose a key")
+            return data
+        if source.startswith("store:"):
+            ds = Datastore.objects.filter(name=source[6:]).first()
+            if ds is None or not ds.has_key():
+                self.add_error("key_source", f"datastore '{source[6:]}' has no encryption key")
+                return data
+            if ds.key_fingerprint != fp:
+                self.add_error("key_source", f"wrong key: snapshot {snap.name} is encrypted with key {fp}, "
+                                             f"the key of datastore {ds.name} is {ds.key_fingerprint}")
+            data["key_store"] = ds.name
+            return data
+        upload = data.get("keyfile")
+        if upload is None:
+            self.add_error("keyfile", f"snapshot {snap.name} is encrypted with key {fp}: upload its key file")
+            return data
+        text = upload.read(1024 * 1024).decode("utf-8", "replace")
+        with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
+            f.write(text)
+            f.flush()
+            try:
+                crypt = load_keyfile(f.name, data.get("passphrase") or None)
+            except DatastoreError as e:
+                msg = str(e).replace(f.name, "the uploaded key file")
+                self.add_error("passphrase" if "passphrase" in msg else "keyfile", msg)
+                return data
+        if crypt.fingerprint != fp:
+            self.add_error("keyfile", f"wrong key: snapshot {snap.name} is encrypted with key {fp}, "
+                                      f"the key file has {crypt.fingerprint}")
+            return data
+        self.crypt = crypt
+        data["keyfile_text"] = text
+        return data

@@ -98,3 +98,77 @@ class TrafficControlRule(models.Model):
     def applies_to(self, remote) -> bool:
         ids = [r.pk for r in self.remotes.all()]
         return not ids or remote.pk in ids
+
+
+# -- restore drills -------------------------------------------------------------------------
+
+DRILL_ID_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{2,31}$")
+DEFAULT_DRILL_SAMPLE = 2
+
+
+class DrillJob(ScheduledJob):
+    """A scheduled restore drill of one remote (all store prefixes, or one).
+
+    A drill proves the off-site copy restores: it downloads and verifies
+    every chunk of the newest snapshot of each group plus a seeded random
+    sample of older ones, and restores one archive to a scratch directory.
+    """
+
+    job_id = models.CharField("Drill ID", max_length=32, unique=True)
+    remote = models.ForeignKey("remotes.Remote", on_delete=models.PROTECT, related_name="drill_jobs")
+    remote_store = models.CharField("Remote Store", max_length=255, blank=True)   # "" = every store prefix
+    sample_size = models.PositiveIntegerField("Older snapshots sampled", default=DEFAULT_DRILL_SAMPLE)
+    schedule = models.CharField("Schedule", max_length=128, blank=True, default="weekly")
+    # the last finished run
+    last_time = models.DateTimeField(null=True, blank=True)
+    last_snapshots = models.IntegerField(default=0)
+    last_ok = models.BooleanField(null=True, blank=True)
+    last_message = models.TextField(blank=True)
+    last_bytes = models.BigIntegerField(default=0)
+
+    class Meta:
+        ordering = ["job_id"]
+        verbose_name = "restore drill"
+
+    def __str__(self) -> str:
+        return self.job_id
+
+    @property
+    def worker_id(self) -> str:
+        return drill_worker_id(self.remote.remote_id, self.remote_store)
+
+    @property
+    def acl_path(self) -> str:
+        return f"/remote/{self.remote.remote_id}"
+
+    def start(self, user: str) -> Task:
+        from pbsweb.worker import start_task
+        task = start_task("syncjobs.tasks.run_drill", "drill", self.worker_id, user,
+                          {"remote": self.remote.remote_id, "remote_store": self.remote_store,
+                           "sample": self.sample_size, "job_id": self.job_id})
+        DrillJob.objects.filter(pk=self.pk).update(last_task=task)
+        self.last_task = task
+        return task
+
+
+def drill_worker_id(remote_id: str, remote_store: str) -> str:
+    return f"{remote_id}:{remote_store}" if remote_store else remote_id
+
+
+class DrillRun(models.Model):
+    """One finished restore drill (scheduled, Run now, or `drill run` on the CLI)."""
+
+    remote = models.ForeignKey("remotes.Remote", on_delete=models.CASCADE, related_name="drill_runs")
+    job = models.ForeignKey(DrillJob, null=True, blank=True, on_delete=models.SET_NULL, related_name="runs")
+    remote_store = models.CharField(max_length=255, blank=True)
+    time = models.DateTimeField()
+    snapshots = models.IntegerField(default=0)
+    chunks = models.IntegerField(default=0)
+    ok = models.BooleanField(default=False)
+    message = models.TextField(blank=True)
+    bytes_downloaded = models.BigIntegerField(default=0)
+    task_upid = models.CharField(max_length=512, blank=True)
+
+    class Meta:
+        ordering = ["-time", "-id"]
+        indexes = [models.Index(fields=["remote", "-time"])]

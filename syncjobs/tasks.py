@@ -187,3 +187,192 @@ def _why_nothing(result) -> str:
 def _summary_requests(snap: dict) -> str:
     from remotes.engine.client import summary_line
     return "S3 " + summary_line(snap)
+
+
+# -- restore drills and restore straight from a bucket ----------------------------------------
+
+def drill_scratch_dir() -> Path:
+    return Path(settings.DATA_DIR) / "drill-scratch"
+
+
+def restore_key_dir() -> Path:
+    return Path(settings.DATA_DIR) / "restore-keys"
+
+
+def local_keys() -> dict:
+    """Fingerprint -> CryptConfig of the datastore keys this server holds (unreadable ones skipped)."""
+    from datastores.models import Datastore
+    keys = {}
+    for ds in Datastore.objects.exclude(key_fingerprint=""):
+        try:
+            crypt = ds.crypt_config()
+        except Exception:  # a key that cannot be loaded just does not help the drill
+            continue
+        if crypt is not None:
+            keys[crypt.fingerprint] = crypt
+    return keys
+
+
+@task_function
+def run_drill(reporter, remote: str, remote_store: str = "", sample: int = 2, job_id: str | None = None,
+              seed: int | None = None) -> None:
+    """Task `drill`: verify what a remote's bucket holds by downloading and restoring it."""
+    import time as _time
+
+    from pbsweb.worker import TaskError
+    from remotes.engine.client import RequestCounters
+    from remotes.models import Remote, record_usage
+    from syncjobs.drills import DrillResult, drill_prefix
+    from syncjobs.models import DrillJob, DrillRun
+    from syncjobs.remote_content import make_bucket, store_prefixes
+
+    obj = Remote.objects.filter(remote_id=remote).first()
+    if obj is None:
+        raise TaskError(f"remote '{remote}' does not exist (removed?)")
+    task = getattr(reporter, "task", None)
+    job = DrillJob.objects.filter(job_id=job_id).first() if job_id else None
+    if job is not None and task is not None:
+        DrillJob.objects.filter(pk=job.pk).update(last_task=task)
+    seed = int(seed) if seed is not None else int(_time.time())
+    counters = RequestCounters()
+    client = obj.client(counters=counters)
+    cfg = obj.config()
+    reporter.log(f"Starting restore drill of remote '{remote}' (s3://{cfg.bucket}/{remote_store or '*'})")
+    total = DrillResult()
+    error = None
+    try:
+        if remote_store:
+            prefixes = [remote_store]
+        else:
+            prefixes = [p.prefix for p in store_prefixes(make_bucket(obj, client))]
+            reporter.log(f"store prefixes in the bucket: {', '.join(p or '/' for p in prefixes) or 'none'}")
+        if not prefixes:
+            raise TaskError(f"bucket {cfg.bucket} holds no datastore (no prefix with a .pbsweb-datastore.json)")
+        scratch = drill_scratch_dir()
+        scratch.mkdir(parents=True, exist_ok=True)
+        keys = local_keys()
+        for prefix in prefixes:
+            res = drill_prefix(make_bucket(obj, client, prefix), int(sample), seed, scratch, keys, reporter)
+            total.merge(res)
+        if not total.snapshots and not total.problems:
+            raise TaskError(f"no finished snapshots under s3://{cfg.bucket}/{remote_store or ''}: nothing to verify")
+    except Exception as exc:
+        error = exc
+    finally:
+        snap = counters.snapshot()
+        try:
+            record_usage(obj, snap, task)
+        except Exception as e:
+            reporter.warn(f"could not record request usage: {e}")
+        reporter.log(_summary_requests(snap))
+    downloaded = int(snap.get("bytes_down", 0) or 0)
+    if error is not None:
+        from pbsweb.worker import user_message
+        message = user_message(error)[0]
+    elif total.problems:
+        more = f" (and {len(total.problems) - 3} more, see the task log)" if len(total.problems) > 3 else ""
+        message = f"{len(total.problems)} problem(s): {'; '.join(total.problems[:3])}{more}"
+    else:
+        message = (f"{len(total.snapshots)} snapshots, {total.chunks} chunks verified"
+                   + (f"; restored {total.restored}" if total.restored else "")
+                   + (f"; restore step skipped: {total.restore_skipped}" if total.restore_skipped else ""))
+    ok = error is None and total.ok
+    now = timezone.now()
+    DrillRun.objects.create(remote=obj, job=job, remote_store=remote_store, time=now,
+                            snapshots=len(total.snapshots), chunks=total.chunks, ok=ok, message=message[:2000],
+                            bytes_downloaded=downloaded, task_upid=getattr(task, "upid", "") or "")
+    if job is not None:
+        DrillJob.objects.filter(pk=job.pk).update(last_time=now, last_snapshots=len(total.snapshots), last_ok=ok,
+                                                  last_message=message[:2000], last_bytes=downloaded)
+    if total.restore_skipped and ok:
+        reporter.warn(f"restore step skipped: {total.restore_skipped}")
+    reporter.log(f"Summary: {len(total.snapshots)} snapshots, {total.chunks} chunks checked, "
+                 f"{fmt_bytes(downloaded)} downloaded; {'OK' if ok else 'FAILED'}")
+    if error is not None:
+        raise error
+    if not ok:
+        raise TaskError(f"restore drill failed: {message}")
+
+
+def save_restore_key(keyfile_text: str, passphrase: str | None) -> str:
+    """Keep an uploaded key for the restore task that uses it (encrypted at rest, 0600);
+    returns the token the task reads (and deletes) it by."""
+    import json
+    import os
+    import secrets
+
+    from pbsweb.secretbox import encrypt_secret
+    token = secrets.token_hex(16)
+    d = restore_key_dir()
+    d.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path = d / f"{token}.key"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(encrypt_secret(json.dumps({"keyfile": keyfile_text, "passphrase": passphrase})))
+    return token
+
+
+def load_restore_key(token: str):
+    """The CryptConfig saved under `token`; the saved file is removed."""
+    import json
+    import re
+    import tempfile
+
+    from datastores.engine.crypto import load_keyfile
+    from pbsweb.secretbox import decrypt_secret
+    if not re.fullmatch(r"[0-9a-f]{32}", token or ""):
+        raise ValueError("key token: invalid")
+    path = restore_key_dir() / f"{token}.key"
+    try:
+        doc = json.loads(decrypt_secret(path.read_text()))
+    except FileNotFoundError:
+        raise ValueError("the uploaded key is gone (already used, or the server restarted); upload it again") from None
+    finally:
+        path.unlink(missing_ok=True)
+    with tempfile.NamedTemporaryFile("w", suffix=".json", dir=restore_key_dir(), delete=True) as f:
+        f.write(doc["keyfile"])
+        f.flush()
+        return load_keyfile(f.name, doc.get("passphrase"))
+
+
+@task_function
+def restore_from_remote(reporter, remote: str, remote_store: str, snapshot: str, archive: str, target: str,
+                        key_store: str | None = None, key_token: str | None = None, crypt=None) -> None:
+    """Task `reader`: restore one archive of a bucket snapshot to a path on this server,
+    fetching only that archive's chunks, each verified."""
+    import os
+
+    from datastores.models import Datastore
+    from pbsweb.worker import TaskError
+    from remotes.engine.client import RequestCounters
+    from remotes.models import Remote, record_usage
+    from syncjobs.engine.pull import restore_from_bucket
+    from syncjobs.remote_content import make_bucket
+
+    obj = Remote.objects.filter(remote_id=remote).first()
+    if obj is None:
+        raise TaskError(f"remote '{remote}' does not exist (removed?)")
+    if crypt is None and key_token:
+        crypt = load_restore_key(key_token)
+    if crypt is None and key_store:
+        ds = Datastore.objects.filter(name=key_store).first()
+        if ds is None or not ds.has_key():
+            raise TaskError(f"datastore '{key_store}' has no encryption key")
+        crypt = ds.crypt_config()
+    task = getattr(reporter, "task", None)
+    counters = RequestCounters()
+    bucket = make_bucket(obj, obj.client(counters=counters), remote_store)
+    reporter.log(f"restore {archive} of s3://{bucket.bucket}/{bucket.key(snapshot)} to {target}"
+                 + (f" with key {crypt.fingerprint}" if crypt is not None else ""))
+    target = os.path.abspath(target)
+    work_dir = os.path.dirname(target.rstrip("/")) or None
+    try:
+        os.makedirs(work_dir, exist_ok=True)
+        restore_from_bucket(bucket, snapshot, archive, target, crypt, work_dir=work_dir, reporter=reporter)
+    finally:
+        snap = counters.snapshot()
+        try:
+            record_usage(obj, snap, task)
+        except Exception as e:
+            reporter.warn(f"could not record request usage: {e}")
+        reporter.log(_summary_requests(snap))

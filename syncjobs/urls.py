@@ -16,3 +16,16 @@ urlpatterns = [
     path("traffic-control/<str:rule>/edit/", views.rule_edit, name="traffic-control-edit"),
     path("traffic-control/<str:rule>/remove/", views.rule_remove, name="traffic-control-remove"),
 ]
+
+from syncjobs import views_remote  # noqa: E402
+
+urlpatterns += [
+    path("remotes/<str:remote>/content/", views_remote.remote_content, name="remote-content"),
+    path("remotes/<str:remote>/content/restore/", views_remote.remote_restore, name="remote-content-restore"),
+    path("drills/", views_remote.drill_list, name="drill-list"),
+    path("drills/add/", views_remote.drill_add, name="drill-add"),
+    path("drills/<str:job>/edit/", views_remote.drill_edit, name="drill-edit"),
+    path("drills/<str:job>/remove/", views_remote.drill_remove, name="drill-remove"),
+    path("drills/<str:job>/run/", views_remote.drill_run, name="drill-run"),
+    path("drills/<str:job>/log/", views_remote.drill_log, name="drill-log"),
+]

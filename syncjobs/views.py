@@ -110,6 +110,10 @@ def job_add(request):
     else:
         initial = {"direction": request.GET.get("direction") if request.GET.get("direction") in ("push", "pull")
                    else "push", "store": request.GET.get("store", ""), "enabled": True, "workers": 8}
+        # "Pull into a datastore" from Remote -> Content prefills the remote side
+        for name in ("remote", "remote_store", "ns", "id"):
+            if request.GET.get(name):
+                initial[name] = request.GET[name]
         form = SyncJobForm(initial=initial)
     return _dialog_response(request, form, action="/sync-jobs/add/", title_action="Add",
                             next_url=next_url, store_name=page_store)

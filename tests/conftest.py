@@ -307,3 +307,10 @@ def browser_login(page, server, username="admin", password="admin-password-1"):
     page.fill("#id_password", password)
     page.click("button[type=submit]")
     page.wait_for_url(f"{server.url}/")
+
+
+def read_bytes_elsewhere(path) -> bytes:
+    """A file's bytes read by another process. Opening and closing a SQLite database
+    file in this process would drop the POSIX locks its open connection holds on it
+    (fcntl locks are per process), and SQLite then fails with 'disk I/O error'."""
+    return subprocess.run(["cat", str(path)], capture_output=True, check=True).stdout

@@ -1,0 +1,211 @@
+"""`remote content` / `remote restore` on the command line.
+
+The `remote` command belongs to the remotes app; these are registered as its
+subcommands by a hook (syncjobs.apps.SyncJobsConfig.ready) and are also the
+standalone commands `remote-content` and `remote-restore`.
+"""
+import json
+import os
+
+from pbsweb.cli import box_table, finish_task, usage_error
+
+
+def fmt_size(n: int) -> str:
+    from syncjobs.engine.common import fmt_bytes
+    return fmt_bytes(n)
+
+
+def add_content_arguments(parser) -> None:
+    parser.add_argument("id", help="remote ID")
+    parser.add_argument("--store", default=None, help="store prefix in the bucket (default: list the prefixes)")
+    parser.add_argument("--ns", default="")
+    parser.add_argument("--output-format", choices=["text", "json", "json-pretty"], default="text")
+
+
+def add_restore_arguments(parser) -> None:
+    parser.add_argument("id", help="remote ID")
+    parser.add_argument("prefix", help="store prefix in the bucket")
+    parser.add_argument("snapshot", help="type/id/time (or ns/…/type/id/time)")
+    parser.add_argument("archive", help="e.g. root.tar or disk.img")
+    parser.add_argument("target")
+    parser.add_argument("--keyfile", default=None)
+    parser.add_argument("--ns", default="")
+
+
+def _remote(remote_id):
+    from remotes.models import Remote
+    obj = Remote.objects.filter(remote_id=remote_id).first()
+    if obj is None:
+        raise usage_error(f"id: remote '{remote_id}' does not exist")
+    return obj
+
+
+def _record(obj, counters):
+    from remotes.models import record_usage
+    try:
+        record_usage(obj, counters.snapshot())
+    except Exception:
+        pass
+
+
+def _s3_error(exc, obj) -> str:
+    from syncjobs.engine.bucket import SyncError
+    if isinstance(exc, SyncError):
+        return str(exc)
+    from remotes.engine.errors import explain_error
+    try:
+        return explain_error(exc, obj.config())
+    except Exception:
+        return f"{type(exc).__name__}: {exc}"
+
+
+def snapshot_json(s, prefix: str) -> dict:
+    return {"store": prefix, "ns": s.ns, "backup-type": s.backup_type, "backup-id": s.backup_id,
+            "backup-time": s.time, "snapshot": s.name, "path": s.rel_dir,
+            "files": [{"filename": f.filename, "size": f.size, "stored-size": f.stored_size,
+                       "crypt-mode": f.crypt_mode} for f in s.files],
+            "size": s.size, "stored-size": s.stored_size, "encrypted": s.encrypted,
+            "fingerprint": s.key_fingerprint, "notes": s.notes}
+
+
+def do_content(stdout, opts) -> None:
+    from django.core.management.base import CommandError
+
+    from remotes.engine.client import RequestCounters
+    from syncjobs.engine.scope import normalize_ns
+    from syncjobs.remote_content import list_snapshots, make_bucket, store_prefixes
+
+    obj = _remote(opts["id"])
+    fmt = opts.get("output_format") or "text"
+    try:
+        ns = normalize_ns(opts.get("ns") or "")
+    except ValueError as e:
+        raise usage_error(f"--ns: {str(e).removeprefix('ns: ')}") from None
+    counters = RequestCounters()
+    try:
+        client = obj.client(counters=counters)
+        stores = store_prefixes(make_bucket(obj, client))
+        names = [s.prefix for s in stores]
+        wanted = opts.get("store")
+        if wanted is not None and wanted.strip("/") not in names:
+            raise usage_error(f"--store: the bucket {obj.bucket} has no datastore under prefix '{wanted}' "
+                              f"(has: {', '.join(n or '/' for n in names) or 'none'})")
+        chosen = [wanted.strip("/")] if wanted is not None else names
+        items, problems = [], []
+        for prefix in chosen:
+            listing = list_snapshots(make_bucket(obj, client, prefix), ns)
+            items += [snapshot_json(s, prefix) for s in listing.snapshots]
+            problems += listing.unreadable
+    except CommandError:
+        raise
+    except Exception as e:
+        raise CommandError(f"remote {obj.remote_id}: {_s3_error(e, obj)}", returncode=1) from None
+    finally:
+        _record(obj, counters)
+    if fmt != "text":
+        stdout.write(json.dumps(items, indent=2 if fmt == "json-pretty" else None))
+        return
+    if not stores:
+        stdout.write(f"bucket {obj.bucket} holds no datastore (no prefix with a .pbsweb-datastore.json)")
+        return
+    rows = []
+    for it in items:
+        snap = ("/".join(filter(None, [it["store"], it["ns"] and "ns:" + it["ns"]])) + ": " if len(chosen) > 1 or it["ns"] else "") + it["snapshot"]
+        enc = f"yes ({it['fingerprint']})" if it["encrypted"] else "no"
+        rows.append([snap, fmt_size(it["size"]), len(it["files"]), enc])
+    stdout.write(box_table(["snapshot", "size", "files", "encrypted"], rows))
+    for p in problems:
+        stdout.write(f"unreadable manifest: {p}")
+
+
+def do_restore(stdout, opts) -> None:
+    from django.core.management.base import CommandError
+
+    from datastores.cliutil import load_key_or_exit
+    from datastores.engine.errors import DatastoreError
+    from datastores.engine.restore import archive_filename
+    from pbsweb.worker import run_task_inline
+    from syncjobs.engine.scope import normalize_ns, ns_rel, parse_snapshot_dir
+    from syncjobs.views_remote import _fetch_snapshot
+
+    obj = _remote(opts["id"])
+    prefix = (opts["prefix"] or "").strip("/")
+    try:
+        ns = normalize_ns(opts.get("ns") or "")
+    except ValueError as e:
+        raise usage_error(f"--ns: {str(e).removeprefix('ns: ')}") from None
+    rel_dir = opts["snapshot"].strip("/")
+    if ns and not rel_dir.startswith("ns/"):
+        rel_dir = ns_rel(ns) + rel_dir
+    if parse_snapshot_dir(rel_dir) is None:
+        raise usage_error(f"snapshot: '{opts['snapshot']}' is not a snapshot (type/id/YYYY-MM-DDTHH:MM:SSZ)")
+    try:
+        filename = archive_filename(opts["archive"])
+    except DatastoreError as e:
+        raise usage_error(f"archive: {e}") from None
+    try:
+        snap, error = _fetch_snapshot(obj, prefix, rel_dir)
+    except Exception as e:
+        raise CommandError(f"remote {obj.remote_id}: {_s3_error(e, obj)}", returncode=1) from None
+    if snap is None:
+        raise usage_error(error)
+    names = [f.filename for f in snap.files]
+    if filename not in names:
+        raise usage_error(f"archive: snapshot {snap.name} has no archive {opts['archive']} "
+                          f"(has: {', '.join(n.rsplit('.', 1)[0] for n in names if n.endswith(('.didx', '.fidx')))})")
+    target = os.path.abspath(opts["target"])
+    if filename.endswith(".didx") and os.path.exists(target):
+        if not os.path.isdir(target):
+            raise usage_error(f"target: {target} exists and is not a directory")
+        if os.listdir(target):
+            raise usage_error(f"target: directory {target} is not empty")
+    if filename.endswith(".fidx") and os.path.isdir(target):
+        raise usage_error(f"target: {target} is a directory; an image restores to a file")
+    crypt = None
+    if snap.encrypted:
+        if not opts.get("keyfile"):
+            raise usage_error(f"keyfile: snapshot {snap.name} is encrypted with key {snap.key_fingerprint}; "
+                              "give --keyfile")
+        crypt = load_key_or_exit(opts["keyfile"])
+        if snap.key_fingerprint and crypt.fingerprint != snap.key_fingerprint:
+            raise usage_error(f"keyfile: wrong key: snapshot {snap.name} is encrypted with key "
+                              f"{snap.key_fingerprint}, the key file has {crypt.fingerprint}")
+    task = run_task_inline("syncjobs.tasks.restore_from_remote", "reader",
+                           f"{obj.remote_id}:{prefix}:{snap.rel_dir}", "root@pam",
+                           {"remote": obj.remote_id, "remote_store": prefix, "snapshot": snap.rel_dir,
+                            "archive": opts["archive"], "target": target},
+                           echo=stdout, private={"crypt": crypt} if crypt is not None else None)
+    finish_task(task)
+
+
+def install_remote_hook() -> bool:
+    """Add `content` and `restore` to the remotes app's `remote` command (without editing it).
+    Returns False (the standalone remote-content/remote-restore remain) if its shape changed."""
+    try:
+        from remotes.management.commands import remote as remote_cmd
+    except Exception:
+        return False
+    cls = getattr(remote_cmd, "Command", None)
+    if cls is None or getattr(cls, "_syncjobs_hook", False):
+        return bool(cls)
+    original = cls.add_arguments
+
+    def add_arguments(self, parser):
+        original(self, parser)
+        sub = next((a for a in getattr(parser, "_subparsers", None)._group_actions
+                    if hasattr(a, "add_parser")), None) if getattr(parser, "_subparsers", None) else None
+        if sub is None:
+            return
+        names = getattr(sub, "_name_parser_map", {})
+        if "content" not in names:
+            add_content_arguments(sub.add_parser("content", help="what the bucket holds (manifests only)"))
+        if "restore" not in names:
+            add_restore_arguments(sub.add_parser("restore", help="restore one archive straight from the bucket"))
+
+    cls.add_arguments = add_arguments
+    if not hasattr(cls, "do_content"):
+        cls.do_content = lambda self, opts: do_content(self.stdout, opts)
+    if not hasattr(cls, "do_restore"):
+        cls.do_restore = lambda self, opts: do_restore(self.stdout, opts)
+    cls._syncjobs_hook = True
+    return True

@@ -1,0 +1,264 @@
+"""Remote → Content (what the bucket holds), Restore archive from it, and Restore Drills.
+
+Browsing reads the bucket's listing, markers and manifests (no chunks); its
+requests are recorded on the remote like a sync run's. Restoring and drills
+are tasks (`reader`, `drill`).
+"""
+from django.contrib import messages
+from django.http import HttpResponse, HttpResponseForbidden
+from django.shortcuts import get_object_or_404, redirect, render
+from django.utils.encoding import iri_to_uri
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
+
+from pbsweb.access import has_privilege, require
+from remotes.models import Remote
+from syncjobs.forms import SCHEDULE_PRESETS, DrillJobForm, RemoteRestoreForm
+from syncjobs.models import DrillJob
+
+RESTORE_PRIV = "Remote.Read"     # on /remote/<id>; writing to a server path also needs Sys.Modify
+DRILL_MODIFY = "Remote.Modify"
+DRILL_RUN = "Remote.Read"
+
+
+def _remote_path(kw) -> str:
+    return f"/remote/{kw['remote']}"
+
+
+def _drill_path(kw) -> str:
+    rid = DrillJob.objects.filter(job_id=kw.get("job")).values_list("remote__remote_id", flat=True).first()
+    return f"/remote/{rid}" if rid else "/remote"
+
+
+def _done(request, url: str):
+    if request.htmx:
+        response = HttpResponse(status=204)
+        response["HX-Redirect"] = iri_to_uri(url)
+        return response
+    return redirect(url)
+
+
+def _record(remote, counters) -> None:
+    from remotes.models import record_usage
+    try:
+        record_usage(remote, counters.snapshot())
+    except Exception:  # accounting must not break the page
+        pass
+
+
+# -- Remote → Content -----------------------------------------------------------------------
+
+@require_safe
+@require("Remote.Audit", _remote_path)
+def remote_content(request, remote):
+    from remotes.engine.client import RequestCounters
+    from syncjobs.drills import drill_status
+    from syncjobs.engine.bucket import SyncError
+    from syncjobs.engine.scope import normalize_ns
+    from syncjobs.remote_content import list_snapshots, make_bucket, store_prefixes
+
+    obj = get_object_or_404(Remote, remote_id=remote)
+    counters = RequestCounters()
+    ctx = {"r": obj, "stores": [], "store": None, "listing": None, "groups": [], "error": "",
+           "drill": drill_status(obj), "ns": "", "namespaces": [],
+           "can_pull": has_privilege(request.user, "Datastore.Modify", "/"),
+           "can_restore": has_privilege(request.user, RESTORE_PRIV, f"/remote/{remote}")
+           and has_privilege(request.user, "Sys.Modify", "/")}
+    try:
+        client = obj.client(counters=counters)
+        ctx["stores"] = stores = store_prefixes(make_bucket(obj, client))
+        wanted = request.GET.get("store")
+        names = [s.prefix for s in stores]
+        if wanted is not None and wanted.strip("/") in names:
+            ctx["store"] = wanted.strip("/")
+        elif wanted:
+            ctx["error"] = f"store: the bucket has no datastore under prefix '{wanted}'"
+        elif len(stores) == 1:
+            ctx["store"] = stores[0].prefix
+        if ctx["store"] is not None:
+            try:
+                ns = normalize_ns(request.GET.get("ns", ""))
+            except ValueError as e:
+                ctx["error"] = str(e)
+                ns = ""
+            ctx["ns"] = ns
+            listing = list_snapshots(make_bucket(obj, client, ctx["store"]), ns)
+            ctx["listing"] = listing
+            ctx["groups"] = listing.groups()
+            # navigation without extra requests: Root, the chosen namespace's ancestors, it and its children
+            parts = ns.split("/") if ns else []
+            ancestors = {"/".join(parts[:i]) for i in range(len(parts))}
+            ctx["namespaces"] = listing.namespaces()
+            ctx["all_namespaces"] = sorted(ancestors | {ns} | (set(listing.namespaces()) - {""} if ns
+                                                               else set(listing.namespaces())))
+    except SyncError as e:
+        ctx["error"] = str(e)
+    except Exception as e:  # connection refused, TLS, bad credentials: say what, no traceback
+        from remotes.engine.errors import explain_error
+        try:
+            ctx["error"] = explain_error(e, obj.config())
+        except Exception:
+            ctx["error"] = f"{type(e).__name__}: {e}"[:300]
+    finally:
+        _record(obj, counters)
+    return render(request, "syncjobs/remote_content.html", ctx)
+
+
+def _fetch_snapshot(obj, prefix: str, rel_dir: str):
+    """The bucket snapshot (its manifest only) or a message why not."""
+    from datastores.engine.errors import DatastoreError
+    from remotes.engine.client import RequestCounters
+    from syncjobs.engine.bucket import SyncError
+    from syncjobs.engine.pull import _remote_snapshot
+    from syncjobs.engine.scope import MANIFEST_NAME, parse_snapshot_dir
+    from syncjobs.remote_content import make_bucket
+
+    rd = (rel_dir or "").strip("/")
+    if parse_snapshot_dir(rd) is None:
+        return None, f"snapshot: '{rel_dir}' is not a snapshot path ([ns/…/]<type>/<id>/<time>)"
+    counters = RequestCounters()
+    bucket = make_bucket(obj, obj.client(counters=counters), prefix)
+    rel = f"{rd}/{MANIFEST_NAME}"
+    try:
+        blob = bucket.get_if_exists(rel)
+        if blob is None:
+            return None, f"snapshot: s3://{bucket.bucket}/{bucket.key(rel)} does not exist"
+        return _remote_snapshot(rd, {}, blob, bucket.key(rel)), ""
+    except (SyncError, DatastoreError) as e:
+        return None, f"snapshot: {e}"
+    finally:
+        _record(obj, counters)
+
+
+@require_http_methods(["GET", "POST"])
+@require(RESTORE_PRIV, _remote_path)
+def remote_restore(request, remote):
+    """Restore archive: the dialog (GET) and starting the `reader` task (POST)."""
+    from pbsweb.worker import start_task
+    from syncjobs.tasks import save_restore_key
+
+    if not has_privilege(request.user, "Sys.Modify", "/"):
+        return HttpResponseForbidden("permission check failed: Sys.Modify on / (restoring writes to this server)")
+    obj = get_object_or_404(Remote, remote_id=remote)
+    params = request.POST if request.method == "POST" else request.GET
+    prefix = (params.get("store") or "").strip("/")
+    snap, error = _fetch_snapshot(obj, prefix, params.get("snapshot", ""))
+    if snap is None:
+        ctx = {"r": obj, "error": error, "form": None, "prefix": prefix}
+        if request.htmx:  # htmx swaps only 2xx answers
+            return render(request, "syncjobs/remote_restore_dialog.html", ctx)
+        return render(request, "syncjobs/remote_restore_page.html", ctx,
+                      status=400 if request.method == "POST" else 404)
+    if request.method == "POST":
+        form = RemoteRestoreForm(request.POST, request.FILES, snapshot=snap)
+        if form.is_valid():
+            d = form.cleaned_data
+            args = {"remote": obj.remote_id, "remote_store": prefix, "snapshot": snap.rel_dir,
+                    "archive": d["archive"], "target": d["target"]}
+            if d.get("key_store"):
+                args["key_store"] = d["key_store"]
+            elif d.get("keyfile_text"):
+                args["key_token"] = save_restore_key(d["keyfile_text"], d.get("passphrase") or None)
+            task = start_task("syncjobs.tasks.restore_from_remote", "reader",
+                              f"{obj.remote_id}:{prefix}:{snap.rel_dir}", request.user.username, args)
+            return _done(request, task.url)
+    else:
+        initial = {"store": prefix, "snapshot": snap.rel_dir}
+        if params.get("archive"):
+            initial["archive"] = params["archive"]
+        form = RemoteRestoreForm(initial=initial, snapshot=snap)
+    ctx = {"r": obj, "form": form, "snap": snap, "prefix": prefix, "error": ""}
+    if request.htmx:
+        return render(request, "syncjobs/remote_restore_dialog.html", ctx)
+    status = 400 if form.is_bound and form.errors else 200
+    return render(request, "syncjobs/remote_restore_page.html", ctx, status=status)
+
+
+# -- Restore Drills -----------------------------------------------------------------------------
+
+def _drill_context(request, **extra):
+    from syncjobs.drills import drill_status
+    remotes = [r for r in Remote.objects.all()
+               if has_privilege(request.user, "Remote.Audit", f"/remote/{r.remote_id}")]
+    ids = [r.pk for r in remotes]
+    jobs = list(DrillJob.objects.select_related("remote", "last_task").filter(remote_id__in=ids))
+    status = [{"remote": r, "drill": drill_status(r)} for r in remotes]
+    ctx = {"jobs": jobs, "status": status,
+           "never": [s["remote"].remote_id for s in status if not (s["drill"] and s["drill"]["ever_passed"])],
+           "any_running": any(j.last_task and j.last_task.running for j in jobs),
+           "can_modify": has_privilege(request.user, DRILL_MODIFY, "/remote"),
+           "schedule_presets": SCHEDULE_PRESETS}
+    ctx.update(extra)
+    return ctx
+
+
+@require_safe
+@require("Remote.Audit", "/remote")
+def drill_list(request):
+    ctx = _drill_context(request)
+    if request.htmx and request.GET.get("fragment") == "rows":
+        return render(request, "syncjobs/_drill_rows.html", ctx)
+    return render(request, "syncjobs/drill_list.html", ctx)
+
+
+def _drill_dialog(request, form, action, title_action):
+    ctx = {"form": form, "action": action, "title_action": title_action, "schedule_presets": SCHEDULE_PRESETS}
+    if request.htmx:
+        return render(request, "syncjobs/drill_dialog.html", ctx)
+    status = 400 if form.is_bound and form.errors else 200
+    return render(request, "syncjobs/drill_list.html", _drill_context(request, dialog=ctx), status=status)
+
+
+@require_http_methods(["GET", "POST"])
+@require(DRILL_MODIFY, "/remote")
+def drill_add(request):
+    if request.method == "POST":
+        form = DrillJobForm(request.POST)
+        if form.is_valid():
+            job = form.save()
+            messages.success(request, f"Restore drill '{job.job_id}' added.")
+            return _done(request, "/drills/")
+    else:
+        initial = {"enabled": True, "schedule": "weekly", "sample_size": 2,
+                   "remote": request.GET.get("remote", ""), "remote_store": request.GET.get("store", "")}
+        form = DrillJobForm(initial=initial)
+    return _drill_dialog(request, form, "/drills/add/", "Add")
+
+
+@require_http_methods(["GET", "POST"])
+@require(DRILL_MODIFY, _drill_path)
+def drill_edit(request, job):
+    obj = get_object_or_404(DrillJob.objects.select_related("remote"), job_id=job)
+    if request.method == "POST":
+        form = DrillJobForm(request.POST, instance=obj)
+        if form.is_valid():
+            form.save()
+            return _done(request, "/drills/")
+    else:
+        form = DrillJobForm(instance=obj)
+    return _drill_dialog(request, form, f"/drills/{obj.job_id}/edit/", "Edit")
+
+
+@require_POST
+@require(DRILL_MODIFY, _drill_path)
+def drill_remove(request, job):
+    get_object_or_404(DrillJob, job_id=job).delete()
+    messages.success(request, f"Restore drill '{job}' removed.")
+    return _done(request, "/drills/")
+
+
+@require_POST
+@require(DRILL_RUN, _drill_path)
+def drill_run(request, job):
+    obj = get_object_or_404(DrillJob.objects.select_related("remote"), job_id=job)
+    task = obj.start(request.user.username)
+    return _done(request, task.url)
+
+
+@require_safe
+@require("Remote.Audit", _drill_path)
+def drill_log(request, job):
+    obj = get_object_or_404(DrillJob.objects.select_related("last_task"), job_id=job)
+    if obj.last_task is None:
+        messages.info(request, f"Restore drill '{obj.job_id}' has not run yet: there is no log to show.")
+        return redirect("/drills/")
+    return redirect(obj.last_task.url)
