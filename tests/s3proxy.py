@@ -209,7 +209,13 @@ class _Handler(BaseHTTPRequestHandler):
                 out += self.rfile.read(size)
                 self.rfile.readline()
         n = int(self.headers.get("Content-Length") or 0)
-        return self.rfile.read(n) if n else b""
+        body = self.rfile.read(n) if n else b""
+        if len(body) != n:
+            # The client died mid-upload: drop the request as S3 does, rather than
+            # forward a truncated object no real server would store.
+            self.close_connection = True
+            raise ConnectionResetError(f"client sent {len(body)} of {n} body bytes")
+        return body
 
     def _handle(self):
         proxy = self.owner

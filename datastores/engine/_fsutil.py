@@ -5,6 +5,7 @@ import ctypes
 import ctypes.util
 import os
 import secrets
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -21,6 +22,18 @@ def tmp_name(path: Path) -> Path:
     return path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
 
 
+@contextmanager
+def naming(path):
+    """An OSError from a write on a file descriptor (ENOSPC, EIO) names no file;
+    give it the path so the user learns which datastore is full."""
+    try:
+        yield
+    except OSError as exc:
+        if exc.filename:
+            raise
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc
+
+
 def write_atomic(path, data, mode: int = 0o644, fsync: bool = True) -> None:
     """Write `data` to `path` via a temp file in the same directory, then rename.
 
@@ -30,7 +43,7 @@ def write_atomic(path, data, mode: int = 0o644, fsync: bool = True) -> None:
     tmp = tmp_name(path)
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
-        with os.fdopen(fd, "wb") as f:
+        with naming(path), os.fdopen(fd, "wb") as f:
             f.write(data)
             if fsync:
                 f.flush()

@@ -7,7 +7,7 @@ import secrets
 import time
 from pathlib import Path
 
-from ._fsutil import fsync_dir
+from ._fsutil import fsync_dir, naming
 from .errors import DatastoreError
 
 DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -60,16 +60,17 @@ class ChunkStore:
         tmp = d / f"{digest_hex}.{secrets.token_hex(4)}.tmp"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
         try:
-            parts = [memoryview(p) for p in (blob if isinstance(blob, list) else [blob])]
-            while parts:
-                n = os.writev(fd, parts)
-                while parts and n >= len(parts[0]):
-                    n -= len(parts[0])
-                    parts.pop(0)
-                if n:
-                    parts[0] = parts[0][n:]
-            if fsync:
-                os.fsync(fd)
+            parts = [memoryview(b) for b in (blob if isinstance(blob, list) else [blob])]
+            with naming(p):
+                while parts:
+                    n = os.writev(fd, parts)
+                    while parts and n >= len(parts[0]):
+                        n -= len(parts[0])
+                        parts.pop(0)
+                    if n:
+                        parts[0] = parts[0][n:]
+                if fsync:
+                    os.fsync(fd)
             os.close(fd)
             fd = -1
             os.replace(tmp, p)

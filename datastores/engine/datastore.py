@@ -19,7 +19,7 @@ from calendar import timegm
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._fsutil import fsync_dir, write_atomic
+from ._fsutil import fsync_dir, naming, write_atomic
 from .blob import blob_is_encrypted, check_blob_crc, decode_blob
 from .chunkstore import ChunkStore, check_digest_hex
 from .crypto import chunk_digest
@@ -478,7 +478,8 @@ class Datastore:
         fd = os.open(p, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
-            os.write(fd, json.dumps({"kind": kind, "pid": os.getpid(), "start": start}).encode())
+            with naming(p):
+                os.write(fd, json.dumps({"kind": kind, "pid": os.getpid(), "start": start}).encode())
             yield start
         finally:
             try:

@@ -10,9 +10,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterable, Iterator
 
-from botocore.exceptions import BotoCoreError, ClientError
+import time
+
+from botocore.exceptions import (BotoCoreError, ClientError, ConnectionClosedError, IncompleteReadError,
+                                 ReadTimeoutError, ResponseStreamingError)
 
 PAGE = 1000  # keys per ListObjectsV2 page and per DeleteObjects batch
+# botocore retries a request until its headers arrive; a body cut short after
+# that is ours to retry.
+BODY_ATTEMPTS = 4
+BODY_ERRORS = (ResponseStreamingError, IncompleteReadError, ReadTimeoutError, ConnectionClosedError)
 
 
 class SyncError(Exception):
@@ -91,11 +98,19 @@ class Bucket:
         return True, resp.get("ETag", "").strip('"')
 
     def get(self, rel: str) -> bytes:
-        try:
-            resp = self.client.get_object(Bucket=self.bucket, Key=self.key(rel))
-            return resp["Body"].read()
-        except (ClientError, BotoCoreError) as exc:
-            raise self._error("GET", rel, exc) from exc
+        for attempt in range(1, BODY_ATTEMPTS + 1):
+            try:
+                resp = self.client.get_object(Bucket=self.bucket, Key=self.key(rel))
+            except (ClientError, BotoCoreError) as exc:  # botocore already retried these
+                raise self._error("GET", rel, exc) from exc
+            try:
+                return resp["Body"].read()
+            except BODY_ERRORS as exc:
+                if attempt == BODY_ATTEMPTS:
+                    raise self._error("GET", rel, exc) from exc
+                time.sleep(0.2 * 2 ** attempt)
+            except BotoCoreError as exc:
+                raise self._error("GET", rel, exc) from exc
 
     def get_if_exists(self, rel: str) -> bytes | None:
         try:

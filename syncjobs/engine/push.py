@@ -166,6 +166,8 @@ class _Pusher:
             reason = "the prefix changed owner"
         elif write_marker:
             reason = "the remote marker is missing"
+        elif self.inv.get_meta("deleting"):
+            reason = "the last run was interrupted while deleting"
         elif self.opt.reconcile_interval_days is not None and \
                 self.opt.now() - last > self.opt.reconcile_interval_days * DAY:
             reason = f"last full listing {(self.opt.now() - last) / DAY:.0f} days ago"
@@ -178,6 +180,7 @@ class _Pusher:
             if stats.lost:
                 msg += f"; {stats.lost} chunks expected on the remote are missing and will be uploaded again"
             self.rep.log(msg)
+            self.inv.set_meta("deleting", None)
         if write_marker:
             data = (self.store.path / MARKER_NAME).read_bytes()
             self._put(MARKER_NAME, data)
@@ -408,41 +411,65 @@ class _Pusher:
             if parsed and parsed[0].rel_dir not in remote and parsed[0].rel_dir not in local \
                     and self.scope.contains_path(parsed[0]):
                 leftovers.append(rel)
+        if vanished or leftovers:
+            # Chunks they alone used become garbage now: make sure a later run
+            # removes them even if this one is killed before it gets there.
+            self.inv.set_meta("gc_due", str(self.opt.now()))
         if vanished:
             self.rep.check_abort()
             # manifests first: from here on these snapshots are gone (invariant 1)
             manifests = [f"{rd}/{MANIFEST_NAME}" for rd in vanished]
-            failures = self.bucket.delete_many(manifests)
-            failed = {f[0] for f in failures}
-            if failures:
-                r.errors.append("could not delete " + self.bucket.describe_failures(failures))
-                self.rep.warn(r.errors[-1])
-            gone = [m for m in manifests if m not in failed]
-            self.inv.remove_files(gone)
+            gone = self._delete_files(manifests)
             r.objects_deleted += len(gone)
             removed = [m.rsplit("/", 1)[0] for m in gone]
             rest = [rel for rd in removed for rel in self.inv.files(rd + "/")]
-            failures = self.bucket.delete_many(rest)
-            failed = {f[0] for f in failures}
-            if failures:
-                r.errors.append("could not delete " + self.bucket.describe_failures(failures))
-                self.rep.warn(r.errors[-1])
-            self.inv.remove_files(x for x in rest if x not in failed)
-            r.objects_deleted += len(rest) - len(failed)
+            r.objects_deleted += len(self._delete_files(rest))
             for rd in removed:
                 self.rep.log(f"removed vanished snapshot {rd}")
             r.snapshots_removed.extend(removed)
         if leftovers:
-            failures = self.bucket.delete_many(leftovers)
-            failed = {f[0] for f in failures}
-            self.inv.remove_files(x for x in leftovers if x not in failed)
-            r.objects_deleted += len(leftovers) - len(failed)
-            self.rep.log(f"removed {len(leftovers) - len(failed)} files of unfinished uploads "
+            done = self._delete_files(leftovers)
+            r.objects_deleted += len(done)
+            self.rep.log(f"removed {len(done)} files of unfinished uploads "
                          f"of snapshots that no longer exist locally")
         due = self.inv.get_meta("gc_due")
         gc_due = due is not None and float(due) <= self.opt.now()
         if removed or leftovers or r.reconciled or gc_due:
             self._remove_unreferenced_chunks()
+
+    # Deleting forgets the objects in the inventory FIRST: a run killed between the two
+    # steps then leaves objects the inventory does not know, never entries for objects
+    # that are gone, which would let a later snapshot skip uploading chunks it needs
+    # (invariant 1). The "deleting" mark makes the next run relist the prefix, so the
+    # objects it forgot but did not delete are found and removed then (invariant 3).
+    def _delete_files(self, rels: list[str]) -> list[str]:
+        """Delete snapshot files; returns the ones deleted."""
+        entries = {rel: self.inv.file(rel) for rel in rels}
+        self.inv.set_meta("deleting", "1")
+        self.inv.remove_files(rels)
+        failed = self._report_failures(self.bucket.delete_many(rels))
+        self.inv.set_meta("deleting", None)
+        for rel in failed:
+            if entries.get(rel) is not None:
+                e = entries[rel]
+                self.inv.add_file(rel, e.size, e.md5, e.uploaded)
+        return [rel for rel in rels if rel not in failed]
+
+    def _delete_chunks(self, entries: list[tuple[str, float, int]]) -> list[str]:
+        """Delete chunk objects given as inventory entries; returns the digests deleted."""
+        digests = [d for d, _, _ in entries]
+        self.inv.set_meta("deleting", "1")
+        self.inv.remove_chunks(digests)
+        failed = self._report_failures(self.bucket.delete_many(chunk_rel(d) for d in digests))
+        self.inv.set_meta("deleting", None)
+        self.inv.add_chunks(e for e in entries if chunk_rel(e[0]) in failed)
+        return [d for d in digests if chunk_rel(d) not in failed]
+
+    def _report_failures(self, failures) -> set[str]:
+        if failures:
+            self.result.errors.append("could not delete " + self.bucket.describe_failures(failures))
+            self.rep.warn(self.result.errors[-1])
+        return {f[0] for f in failures}
 
     def _referenced_chunks(self) -> set[str]:
         """Digests referenced by any snapshot on the remote (all namespaces,
@@ -497,15 +524,9 @@ class _Pusher:
                 deferred.append((digest, uploaded))
                 sizes[digest] = size
             else:
-                delete.append(digest)
+                delete.append((digest, uploaded, size))
         if delete:
-            failures = self.bucket.delete_many(chunk_rel(d) for d in delete)
-            failed = {f[0] for f in failures}
-            if failures:
-                r.errors.append("could not delete " + self.bucket.describe_failures(failures))
-                self.rep.warn(r.errors[-1])
-            done = [d for d in delete if chunk_rel(d) not in failed]
-            self.inv.remove_chunks(done)
+            done = self._delete_chunks(delete)
             r.objects_deleted += len(done)
             self.rep.log(f"removed {len(done)} unreferenced chunks")
         if deferred:

@@ -1,0 +1,1 @@
+"""Crash/fault soak harness (see crashpoints.py) shared by tests and benchmarks/soak.py."""
