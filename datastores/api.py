@@ -64,11 +64,12 @@ def _config_json(cfg) -> dict:
 
 
 @require_safe
-@require("Datastore.Audit")
 def datastore_status_list(request):
+    """Any user; filtered to the stores they may audit or back up to (as PBS)."""
     items = []
     for cfg in Datastore.objects.all():
-        if has_privilege(request.user, "Datastore.Audit", f"/datastore/{cfg.name}"):
+        if (has_privilege(request.user, "Datastore.Audit", f"/datastore/{cfg.name}")
+                or has_privilege(request.user, "Datastore.Backup", f"/datastore/{cfg.name}")):
             u = ds_status.usage(cfg.path)
             items.append({"store": cfg.name, "comment": cfg.comment or None, "total": u["total"],
                           "used": u["used"], "avail": u["avail"]})
@@ -222,7 +223,10 @@ def verify(request, store):
             outdated = int(outdated)
         else:
             outdated = None
-        ns = validate_ns(p.get("ns") or "", "ns")
+        try:
+            ns = validate_ns(p.get("ns") or "", "ns")
+        except DatastoreError as e:  # named "ns", not "snapshot"
+            raise FieldError("ns", str(e).removeprefix("ns: ")) from None
         snapshot = None
         if p.get("backup-type") or p.get("backup-id") or p.get("backup-time"):
             from datastores.engine.datastore import format_time
@@ -317,7 +321,6 @@ def config_datastore(request):
 
 
 @require_safe
-@require("Datastore.Audit")
 def _config_list(request):
     return JsonResponse({"data": [_config_json(c) for c in Datastore.objects.all()
                                   if has_privilege(request.user, "Datastore.Audit", f"/datastore/{c.name}")]})

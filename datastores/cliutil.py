@@ -38,6 +38,8 @@ def load_key_or_exit(path, field="keyfile"):
         info = keyfile_info(path)
     except DatastoreError as e:
         raise usage_error(f"{field}: {e}") from None
+    except OSError as e:  # a directory, a name too long, unreadable
+        raise usage_error(f"{field}: cannot read {path!r}: {e.strerror}") from None
     passphrase = read_passphrase() if info["kdf"] != "none" else None
     try:
         return load_keyfile(path, passphrase)

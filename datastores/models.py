@@ -153,3 +153,20 @@ class VerifyJob(ScheduledJob):
         return start_task("datastores.tasks.verificationjob", "verificationjob",
                           f"{self.store.name}:{self.job_id}", user, {"job": self.job_id},
                           queue=queue_for(self.store.name))
+
+
+class DatastoreUsage(models.Model):
+    """A sample of a datastore's filesystem usage (the dashboard's history and Estimated Full)."""
+
+    store = models.ForeignKey(Datastore, on_delete=models.CASCADE, related_name="usage_samples")
+    time = models.DateTimeField(db_index=True)
+    used_bytes = models.BigIntegerField()
+    total_bytes = models.BigIntegerField()
+    avail_bytes = models.BigIntegerField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["time"]
+        indexes = [models.Index(fields=["store", "time"])]
+
+    def __str__(self) -> str:
+        return f"{self.store_id} {self.time:%Y-%m-%d %H:%M} {self.used_bytes}/{self.total_bytes}"

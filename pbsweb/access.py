@@ -4,10 +4,11 @@ Paths: `/`, `/datastore/{store}`, `/remote/{remote}`, `/system/...`. A grant on 
 path applies below it when it propagates; a grant on a deeper path overrides
 what the user inherited from above (PBS acl.cfg semantics).
 """
+import json
 from functools import wraps
 
 from django.conf import settings
-from django.http import HttpResponseForbidden, JsonResponse
+from django.http import HttpResponseBadRequest, HttpResponseForbidden, JsonResponse
 from django.shortcuts import redirect
 
 PRIVILEGES = [
@@ -87,6 +88,41 @@ def require(priv: str, path="/"):
 PUBLIC_PREFIXES = ("/login/", "/static/", "/api2/json/access/ticket")
 
 
+def _has_nul(value) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
+def nul_byte_field(request) -> str | None:
+    """The URL part or parameter holding a NUL byte, if any. No name, path or setting may hold
+    one (PostgreSQL cannot store it), so such a request is refused before any view runs; form
+    fields are left to the forms, which name the field themselves."""
+    if "\x00" in request.path:
+        return "path"
+    for key, values in request.GET.lists():
+        if _has_nul(key) or _has_nul(values):
+            return key.replace("\x00", "\\x00")
+    if request.path.startswith("/api2/") and request.method in ("POST", "PUT", "DELETE", "PATCH"):
+        if request.content_type == "application/json":
+            try:
+                doc = json.loads(request.body or b"{}")
+            except ValueError:
+                return None
+            items = doc.items() if isinstance(doc, dict) else []
+        else:
+            from django.http import QueryDict
+            items = (request.POST if request.method == "POST" else QueryDict(request.body)).lists()
+        for key, value in items:
+            if _has_nul(key) or _has_nul(value):
+                return str(key).replace("\x00", "\\x00")
+    return None
+
+
 class LoginRequiredMiddleware:
     """Every page and API path needs a login; the API answers 401 instead of redirecting."""
 
@@ -105,4 +141,10 @@ class LoginRequiredMiddleware:
                 return JsonResponse({"errors": "authentication required"}, status=401)
             else:
                 return redirect(f"{settings.LOGIN_URL}?next={request.get_full_path()}")
+        field = nul_byte_field(request)
+        if field is not None:
+            message = "NUL bytes are not allowed"
+            if request.path.startswith("/api2/"):
+                return JsonResponse({"errors": {field: message}}, status=400)
+            return HttpResponseBadRequest(f"{field}: {message}")
         return self.get_response(request)

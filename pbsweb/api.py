@@ -15,6 +15,20 @@ from pbsweb.models import Task
 from pbsweb.worker import request_stop
 
 
+def _int_param(request, name: str, default: int) -> int:
+    """A non-negative integer query parameter; ValueError names the parameter."""
+    raw = (request.GET.get(name) or "").strip()
+    if not raw:
+        return default
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 12:
+        raise ValueError(name)
+    return int(raw)
+
+
+def _bad_param(name: str) -> JsonResponse:
+    return JsonResponse({"errors": {name: "expected a non-negative integer"}}, status=400)
+
+
 def task_json(task: Task) -> dict:
     return {
         "upid": task.upid, "node": task.node, "worker_type": task.worker_type, "worker_id": task.worker_id,
@@ -35,8 +49,11 @@ def tasks(request, node="localhost"):
         qs = qs.filter(state__in=[Task.QUEUED, Task.RUNNING])
     if request.GET.get("errors") in ("1", "true"):
         qs = qs.filter(state=Task.ERROR)
-    start = int(request.GET.get("start", 0) or 0)
-    limit = min(int(request.GET.get("limit", 50) or 50), 1000)
+    try:
+        start = _int_param(request, "start", 0)
+        limit = min(_int_param(request, "limit", 50) or 50, 1000)
+    except ValueError as e:
+        return _bad_param(str(e))
     return JsonResponse({"data": [task_json(t) for t in qs[start:start + limit]], "total": qs.count()})
 
 
@@ -65,12 +82,14 @@ def _task_stop(request, upid, node="localhost"):
 def task_log(request, upid, node="localhost"):
     """Lines as PBS: [{"n": line number, "t": text}], from line `start`, at most `limit`."""
     t = get_object_or_404(Task, upid=upid)
-    start = int(request.GET.get("start", 0) or 0)
-    limit = min(int(request.GET.get("limit", 500) or 500), 50000)
-    data, _ = tasklog.read_from(t.log_path, 0, max_bytes=1 << 30)
-    lines = data.decode("utf-8", "replace").splitlines()
-    chunk = [{"n": start + i + 1, "t": line} for i, line in enumerate(lines[start:start + limit])]
-    return JsonResponse({"data": chunk, "total": len(lines), "active": t.running})
+    try:
+        start = _int_param(request, "start", 0)
+        limit = min(_int_param(request, "limit", 500) or 500, 50000)
+    except ValueError as e:
+        return _bad_param(str(e))
+    lines, total = tasklog.read_lines(t.log_path, start, limit)
+    chunk = [{"n": start + i + 1, "t": line} for i, line in enumerate(lines)]
+    return JsonResponse({"data": chunk, "total": total, "active": t.running})
 
 
 urlpatterns = [

@@ -1,5 +1,6 @@
 """Helpers for the management commands: PBS-style tables, errors, running tasks."""
 import json
+import re
 import sys
 
 from django.core.management.base import CommandError
@@ -38,9 +39,14 @@ def print_output(stdout, fmt: str, headers: list[str], keys: list[str], items: l
         stdout.write(box_table(headers, [[item.get(k) for k in keys] for item in items]))
 
 
+def one_line(message: str) -> str:
+    """Control characters a user typed (newlines, NUL) shown escaped, so an error stays one line."""
+    return re.sub(r"[\x00-\x1f\x7f]", lambda m: repr(m.group())[1:-1], str(message).strip())
+
+
 def usage_error(message: str) -> CommandError:
     """A one-line error naming the field; management commands exit 2 with it."""
-    return CommandError(message, returncode=2)
+    return CommandError(one_line(message), returncode=2)
 
 
 def finish_task(task) -> None:

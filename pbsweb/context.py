@@ -11,5 +11,9 @@ def navigation(request):
         model = apps.get_model("datastores", "Datastore")
     except LookupError:
         return context
-    context["nav_datastores"] = list(model.objects.order_by("name").values_list("name", flat=True))
+    from pbsweb.access import has_privilege
+    context["nav_datastores"] = [  # only the stores this user may see, as PBS's navigation tree
+        name for name in model.objects.order_by("name").values_list("name", flat=True)
+        if has_privilege(request.user, "Datastore.Audit", f"/datastore/{name}")
+        or has_privilege(request.user, "Datastore.Backup", f"/datastore/{name}")]
     return context

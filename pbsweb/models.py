@@ -46,6 +46,8 @@ class Task(models.Model):
             models.Index(fields=["-starttime", "-id"]),
             models.Index(fields=["state", "-starttime"]),
             models.Index(fields=["worker_type", "-starttime"]),
+            # a job's runs (last successful sync on the dashboard, the job's Show log)
+            models.Index(fields=["worker_type", "worker_id", "-starttime"]),
         ]
 
     def __str__(self) -> str:
@@ -133,3 +135,92 @@ class ApiToken(models.Model):
     @property
     def tokenid(self) -> str:
         return f"{self.user.username}!{self.name}"
+
+
+class TaskMetric(models.Model):
+    """A number a task reports about its run (e.g. a sync's `bytes` uploaded), for the dashboard charts.
+
+    Filled by `record_metric(task_or_upid, name, value)`; one row per (task, name)."""
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="metrics")
+    name = models.CharField(max_length=64)
+    value = models.FloatField()
+
+    class Meta:
+        unique_together = [("task", "name")]
+
+    def __str__(self) -> str:
+        return f"{self.task_id} {self.name}={self.value}"
+
+
+def record_metric(task_or_upid, name: str, value) -> "TaskMetric | None":
+    """Store (or replace) one metric of a task; a Task, its pk or its UPID. Never raises."""
+    import logging
+    if task_or_upid is None or value is None:
+        return None
+    try:
+        if isinstance(task_or_upid, Task):
+            task = task_or_upid
+        elif isinstance(task_or_upid, int):
+            task = Task.objects.get(pk=task_or_upid)
+        else:
+            task = Task.objects.get(upid=str(task_or_upid))
+        metric, _ = TaskMetric.objects.update_or_create(task=task, name=name, defaults={"value": float(value)})
+        return metric
+    except Exception:  # a metric is never worth failing a task for
+        logging.getLogger(__name__).warning("could not record metric %s of %s", name, task_or_upid, exc_info=True)
+        return None
+
+
+class NotificationTarget(models.Model):
+    """Where to tell someone that a task finished: an email address or a webhook URL."""
+
+    EMAIL, WEBHOOK = "email", "webhook"
+    KINDS = [(EMAIL, "Email"), (WEBHOOK, "Webhook")]
+    FAILURE, ALWAYS = "failure", "always"
+    WHEN = [(FAILURE, "On failure (errors and warnings)"), (ALWAYS, "Always")]
+
+    name = models.CharField(max_length=32, unique=True)
+    kind = models.CharField("Type", max_length=16, choices=KINDS, default=EMAIL)
+    address = models.CharField("Address / URL", max_length=512)
+    when = models.CharField("Notify", max_length=16, choices=WHEN, default=FAILURE)
+    # comma-separated worker types (blank = all) and a worker-id filter (substring, blank = all)
+    worker_types = models.CharField("Task types", max_length=255, blank=True)
+    worker_id = models.CharField("Job / ID filter", max_length=255, blank=True)
+    enabled = models.BooleanField(default=True)
+    comment = models.CharField(max_length=255, blank=True)
+    last_sent = models.DateTimeField(null=True, blank=True)
+    last_error = models.TextField(blank=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+    @property
+    def display_address(self) -> str:
+        """What the grid shows: email addresses, or only a webhook's scheme and host (its path and
+        query often hold a token, e.g. Slack's or Gotify's, so they are never shown back)."""
+        if self.kind != self.WEBHOOK:
+            return self.address
+        from urllib.parse import urlsplit
+        parts = urlsplit(self.address)
+        host = parts.netloc.rpartition("@")[2]
+        hidden = parts.path not in ("", "/") or parts.query
+        return f"{parts.scheme}://{host}/" + ("…" if hidden else "")
+
+    def type_list(self) -> list[str]:
+        return [t.strip() for t in self.worker_types.split(",") if t.strip()]
+
+    def matches(self, task: Task) -> bool:
+        if not self.enabled:
+            return False
+        if self.when == self.FAILURE and task.state not in (Task.ERROR, Task.WARNING):
+            return False
+        types = self.type_list()
+        if types and task.worker_type not in types:
+            return False
+        if self.worker_id and self.worker_id not in (task.worker_id or ""):
+            return False
+        return True

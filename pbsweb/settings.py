@@ -162,3 +162,17 @@ CACHES = {
 }
 LOGIN_FAILURE_LIMIT = 5       # failed logins per user name or client address ...
 LOGIN_FAILURE_WINDOW = 300    # ... within this many seconds lock further attempts out
+
+# Mail for notifications (pbsweb.notify): SMTP when EMAIL_HOST is set, else the console backend.
+EMAIL_HOST = os.environ.get("EMAIL_HOST", "")
+EMAIL_PORT = int(os.environ.get("EMAIL_PORT", "25"))
+EMAIL_HOST_USER = os.environ.get("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = os.environ.get("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = os.environ.get("EMAIL_USE_TLS", "") == "1"
+EMAIL_BACKEND = os.environ.get("EMAIL_BACKEND") or (
+    "django.core.mail.backends.smtp.EmailBackend" if EMAIL_HOST else "django.core.mail.backends.console.EmailBackend")
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", f"pbsweb@{NODE_NAME}")
+# The console's address in notification links (default https://<node>:8007).
+PBSWEB_BASE_URL = os.environ.get("PBSWEB_BASE_URL", "")
+# A remote with no successful sync for longer than this is flagged on the dashboard.
+PBSWEB_SYNC_OVERDUE_HOURS = float(os.environ.get("PBSWEB_SYNC_OVERDUE_HOURS", "36"))

@@ -87,3 +87,18 @@ def final_status(path: Path) -> str | None:
         if last.startswith(prefix):
             return last[len("TASK "):] if prefix.startswith("TASK WARN") else last[len(prefix):]
     return None
+
+
+def read_lines(path: Path, start: int, limit: int) -> tuple[list[str], int]:
+    """Lines `start` .. `start + limit` (0-based) and the total line count, streaming
+    the file so a huge log costs no more memory than the lines returned."""
+    lines: list[str] = []
+    total = 0
+    try:
+        with open(path, "rb") as f:
+            for total, raw in enumerate(f, 1):
+                if start < total <= start + limit:
+                    lines.append(raw.decode("utf-8", "replace").rstrip("\n"))
+    except FileNotFoundError:
+        pass
+    return lines, total

@@ -24,8 +24,10 @@ def run_task(upid: str) -> None:
 
 @shared_task(name="pbsweb.tasks.scheduler_tick")
 def scheduler_tick() -> int:
+    from pbsweb.dashboard import safe_record_usage_samples
     from pbsweb.scheduler import run_due_jobs
     from pbsweb.worker import reap_dead_tasks
     close_old_connections()
     reap_dead_tasks()
+    safe_record_usage_samples()  # the dashboard's usage history, at most one sample an hour
     return len(run_due_jobs())

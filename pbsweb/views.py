@@ -1,10 +1,7 @@
-from datetime import timedelta
-
 from django.conf import settings
 from django.contrib.auth import get_user_model, login, logout
 from django.core.cache import cache
 from django.core.paginator import Paginator
-from django.db.models import Count, Q
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils import timezone
@@ -58,16 +55,29 @@ def logout_view(request):
 @require_safe
 @require("Sys.Audit")
 def dashboard(request):
+    from pbsweb import dashboard as board
     now = timezone.now()
-    since = now - timedelta(days=30)
-    summary = (Task.objects.filter(starttime__gte=since).values("worker_type")
-               .annotate(ok=Count("id", filter=Q(state=Task.OK)),
-                         warning=Count("id", filter=Q(state=Task.WARNING)),
-                         error=Count("id", filter=Q(state=Task.ERROR)),
-                         running=Count("id", filter=Q(state__in=[Task.QUEUED, Task.RUNNING])))
-               .order_by("worker_type"))
-    running = Task.objects.filter(state__in=[Task.QUEUED, Task.RUNNING])[:20]
-    return render(request, "dashboard.html", {"summary": summary, "running": running})
+    period = board.period_choice(request.GET.get("period", ""))
+    states = board.remote_states(now)
+    context = {
+        "period": period,
+        "summary": board.task_summary(period, now),
+        "longest": board.longest_tasks(period, now),
+        "running": board.running_tasks(),
+        "datastores": board.datastore_rows(now),
+        "remotes": states,
+        "warnings": board.warnings(states, now),
+        "has_sync_jobs": any(s.jobs for s in states) or _any_sync_job(),
+        "usage_chart": board.usage_chart(now),
+        "sync_chart": board.sync_chart(),
+        "overdue_hours": board.overdue_hours(),
+    }
+    return render(request, "dashboard.html", context)
+
+
+def _any_sync_job() -> bool:
+    from syncjobs.models import SyncJob
+    return SyncJob.objects.exists()
 
 
 def _filtered_tasks(request):
@@ -239,3 +249,86 @@ def api_token_add(request):
 def api_token_remove(request, id):
     ApiToken.objects.filter(pk=id).delete()
     return redirect("api-tokens")
+
+
+@require_safe
+@require("Sys.Audit")
+def dashboard_running(request):
+    """The dashboard's Running Tasks card (htmx polls it every few seconds)."""
+    from pbsweb.dashboard import running_tasks
+    return render(request, "dashboard/running.html", {"running": running_tasks()})
+
+
+def _notification_page(request, form=None, status=200, tested=None):
+    """The grid; `form` (with errors) is the Add or Edit dialog to show open again."""
+    from pbsweb.models import NotificationTarget
+    from pbsweb.notify import NotificationForm
+    editing = form is not None and form.instance.pk
+    return render(request, "notifications/list.html", {
+        "targets": NotificationTarget.objects.all(), "tested": tested,
+        "add_form": form if form is not None and not editing else NotificationForm(),
+        "add_failed": form is not None and not editing,
+        "edit_form": form if editing else None, "edit_name": form.instance.name if editing else "",
+    }, status=status)
+
+
+@require_safe
+@require("Sys.Audit")
+def notifications(request):
+    return _notification_page(request)
+
+
+@require_POST
+@require("Sys.Modify")
+def notification_add(request):
+    from pbsweb.notify import NotificationForm
+    form = NotificationForm(request.POST)
+    if not form.is_valid():
+        return _notification_page(request, form, status=400)
+    form.save()
+    return redirect("notifications")
+
+
+@require_safe
+@require("Sys.Audit")
+def notification_detail(request, name):
+    """The Edit dialog of a notification target (htmx puts it in #dialog-slot)."""
+    from pbsweb.models import NotificationTarget
+    from pbsweb.notify import NotificationForm
+    target = get_object_or_404(NotificationTarget, name=name)
+    return render(request, "notifications/dialog.html", {"form": NotificationForm(instance=target),
+                                                         "edit_name": target.name})
+
+
+@require_POST
+@require("Sys.Modify")
+def notification_edit(request, name):
+    from pbsweb.models import NotificationTarget
+    from pbsweb.notify import NotificationForm
+    target = get_object_or_404(NotificationTarget, name=name)
+    form = NotificationForm(request.POST, instance=target)
+    if not form.is_valid():
+        return _notification_page(request, form, status=400)
+    form.save()
+    return redirect("notifications")
+
+
+@require_POST
+@require("Sys.Modify")
+def notification_test(request, name):
+    from pbsweb.models import NotificationTarget
+    from pbsweb.notify import send_test
+    target = get_object_or_404(NotificationTarget, name=name)
+    error = send_test(target)
+    result = {"name": target.name, "ok": not error, "error": error}
+    if request.htmx:
+        return render(request, "notifications/test_result.html", {"tested": result})
+    return _notification_page(request, tested=result)
+
+
+@require_POST
+@require("Sys.Modify")
+def notification_remove(request, name):
+    from pbsweb.models import NotificationTarget
+    NotificationTarget.objects.filter(name=name).delete()
+    return redirect("notifications")

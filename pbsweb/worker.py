@@ -222,7 +222,9 @@ def execute(task: Task, echo=None, private: dict | None = None) -> None:
     writer = tasklog.TaskLogWriter(task.log_path)
     reporter = TaskReporter(task, writer, echo=echo)
     lock = JobLock(task.worker_type, task.worker_id)
-    Task.objects.filter(pk=task.pk).update(state=Task.RUNNING, heartbeat=timezone.now())
+    # The node that executes the task (a worker machine), not the one that created it.
+    task.node = settings.NODE_NAME
+    Task.objects.filter(pk=task.pk).update(state=Task.RUNNING, heartbeat=timezone.now(), node=task.node)
     heartbeat = Heartbeat(task.pk)
     heartbeat.start()
     state, status = Task.ERROR, "unknown"
@@ -253,6 +255,16 @@ def execute(task: Task, echo=None, private: dict | None = None) -> None:
             state=state, status=status, endtime=timezone.now(),
             progress=1.0 if state != Task.ERROR else None,
         )
+        _notify(task)
+
+
+def _notify(task: Task) -> None:
+    """Tell the notification targets; a failing notification never fails the task."""
+    try:
+        from pbsweb.notify import notify_task_finished
+        notify_task_finished(task)
+    except Exception:  # noqa: BLE001
+        log.warning("notification for task %s failed", task.upid, exc_info=True)
 
 
 class TaskError(Exception):

@@ -101,8 +101,7 @@ def remotes(request):
     return _list(request)
 
 
-@require("Remote.Audit", "/remote")
-def _list(request):
+def _list(request):  # any user: filtered to the remotes they may audit (as PBS)
     data = [remote_json(r) for r in Remote.objects.all()
             if has_privilege(request.user, "Remote.Audit", f"/remote/{r.remote_id}")]
     return JsonResponse({"data": data})
@@ -215,7 +214,8 @@ def remote_test(request, remote):
                                        write_probe=write, probe_features=probe)
     data = {"upid": task.upid, "ok": bool(result and result.ok and task.state != "error"),
             "latency-ms": result.latency_ms if result else None,
-            "messages": [{"level": m.level, "text": m.text} for m in (result.messages if result else [])],
+            "messages": ([{"level": m.level, "text": m.text} for m in result.messages] if result else
+                         [{"level": "error", "text": task.status}] if task.state == "error" else []),
             "proposed": {k.replace("_", "-"): v for k, v in (result.proposed if result else {}).items()}}
     return JsonResponse({"data": data})
 

@@ -60,6 +60,8 @@ def check_values(data: dict, instance: Remote | None = None) -> dict:
             errors["ca_bundle"] = message
     if "min_storage_days" in data and data["min_storage_days"] is not None and data["min_storage_days"] < 0:
         errors["min_storage_days"] = "must not be negative"
+    elif "min_storage_days" in data and data["min_storage_days"] is not None and data["min_storage_days"] > 3650:
+        errors["min_storage_days"] = "must be at most 3650 days"  # as the dialog; larger does not fit the column
     return errors
 
 

@@ -35,8 +35,7 @@ def _grid_context(request, **extra):
 
 
 @require_safe
-@require("Remote.Audit", "/remote")
-def remote_list(request):
+def remote_list(request):  # any user: the grid is filtered to the remotes they may audit (as PBS)
     return render(request, "remotes/list.html", _grid_context(request))
 
 
@@ -144,6 +143,11 @@ def remote_test(request, remote):
                                        write_probe=request.POST.get("write_probe") == "on",
                                        probe_features=request.POST.get("probe_features") == "on")
     obj.refresh_from_db()
+    if result is None and task.state == "error":
+        # the test could not even start (e.g. the secret cannot be decrypted): record why
+        Remote.objects.filter(pk=obj.pk).update(last_test_ok=False, last_test_message=task.status[:1000],
+                                                last_test_time=task.endtime, last_test_upid=task.upid)
+        obj.refresh_from_db()
     if request.htmx:
         return render(request, "remotes/row.html", {"r": obj, "can_modify": True})
     if obj.last_test_ok:

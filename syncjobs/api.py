@@ -16,9 +16,7 @@ from django.views.decorators.http import require_http_methods
 
 from pbsweb.access import has_privilege, require
 from syncjobs.forms import SyncJobForm, TrafficControlForm, form_data_from_api, job_to_data, job_to_json, rate_text
-from syncjobs.models import SyncJob, TrafficControlRule
-
-JOB_PRIV = "Datastore.Modify"
+from syncjobs.models import JOB_PRIV, SyncJob, TrafficControlRule, permission_problem
 
 
 def _params(request) -> dict:
@@ -69,7 +67,6 @@ def sync_jobs(request):
     return _list(request)
 
 
-@require("Datastore.Audit", "/datastore")
 def _list(request):
     return JsonResponse({"data": [job_to_json(j) for j in _jobs() if _visible(request, j)]})
 
@@ -79,10 +76,10 @@ def _create(request):
         params = _params(request)
     except ValueError as e:
         return _error(str(e), "body")
-    store = params.get("store") or ""
-    target = f"/datastore/{store}" if store else "/"
-    if not has_privilege(request.user, JOB_PRIV, target):
-        return JsonResponse({"errors": f"permission check failed: {JOB_PRIV} on {target}"}, status=403)
+    problem = permission_problem(request.user, params.get("store"), params.get("remote"),
+                                 params.get("direction", "push"))
+    if problem:
+        return JsonResponse({"errors": problem}, status=403)
     try:
         data = form_data_from_api(params, {"enabled": "true", "direction": "push"})
     except KeyError as e:
@@ -139,10 +136,10 @@ def _update(request, id):
         data = form_data_from_api(params, base)
     except KeyError as e:
         return _error("unknown parameter", e.args[0])
-    new_store = data.get("store")
-    if new_store and not has_privilege(request.user, JOB_PRIV, f"/datastore/{new_store}"):
-        return JsonResponse({"errors": f"permission check failed: {JOB_PRIV} on /datastore/{new_store}"},
-                            status=403)
+    problem = permission_problem(request.user, data.get("store"),
+                                 *job.remote_change(data.get("remote"), data.get("direction")))
+    if problem:
+        return JsonResponse({"errors": problem}, status=403)
     form = SyncJobForm(data, instance=job)
     if not form.is_valid():
         return _form_error(form)
@@ -162,7 +159,6 @@ def _delete(request, id):
 # -- admin/sync -----------------------------------------------------------------------------
 
 @require_http_methods(["GET"])
-@require("Datastore.Audit", "/datastore")
 def sync_status(request):
     return JsonResponse({"data": [job_to_json(j) for j in _jobs() if _visible(request, j)]})
 

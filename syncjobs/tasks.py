@@ -12,6 +12,7 @@ from pathlib import Path
 from django.conf import settings
 from django.utils import timezone
 
+from pbsweb.models import record_metric
 from pbsweb.worker import task_function
 from syncjobs.engine.bucket import Bucket
 from syncjobs.engine.common import fmt_bytes
@@ -159,6 +160,7 @@ def run_sync_job(reporter, job_id: str, reconcile: bool = False) -> None:
         last_chunks=result.chunks_transferred, last_deleted=result.objects_deleted,
         last_deferred=result.deferred_chunks, last_snapshots=len(result.snapshots_synced),
         last_summary=result.summary[:2000], last_run_end=timezone.now())
+    record_metric(task, "bytes", result.bytes_transferred)  # the dashboard's bytes-per-run chart
     if not result.bytes_transferred and not result.snapshots_failed:
         reporter.log(f"Summary: {verb} nothing - {_why_nothing(result)}")
     else:

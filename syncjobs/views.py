@@ -13,9 +13,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from datastores.models import Datastore
 from pbsweb.access import has_privilege, require
 from syncjobs.forms import SCHEDULE_PRESETS, SyncJobForm, TrafficControlForm
-from syncjobs.models import SyncJob, TrafficControlRule
-
-JOB_PRIV = "Datastore.Modify"
+from syncjobs.models import JOB_PRIV, SyncJob, TrafficControlRule, permission_problem
 RULE_PRIV = "Sys.Modify"
 
 
@@ -42,15 +40,16 @@ def _done(request, url: str):
     return redirect(url)
 
 
-def _jobs(store: Datastore | None = None):
+def _jobs(request, store: Datastore | None = None) -> list[SyncJob]:
+    """The jobs of the stores the user may audit (all users see the list, filtered, as PBS)."""
     jobs = SyncJob.objects.select_related("store", "remote", "last_task")
     if store is not None:
         jobs = jobs.filter(store=store)
-    return jobs
+    return [j for j in jobs if has_privilege(request.user, "Datastore.Audit", j.acl_path)]
 
 
 def _list_context(request, store: Datastore | None):
-    jobs = list(_jobs(store))
+    jobs = _jobs(request, store)
     return {
         "jobs": jobs, "store": store, "current_store": store.name if store else None,
         "list_url": f"/datastore/{store.name}/sync-jobs/" if store else "/sync-jobs/",
@@ -69,7 +68,6 @@ def _render_list(request, store: Datastore | None, extra: dict | None = None, st
 
 
 @require_safe
-@require("Datastore.Audit")
 def job_list(request):
     return _render_list(request, None)
 
@@ -103,6 +101,10 @@ def job_add(request):
     default_next = f"/datastore/{page_store}/sync-jobs/" if page_store else "/sync-jobs/"
     next_url = _next_url(request, default_next)
     if request.method == "POST":
+        problem = permission_problem(request.user, store_name, request.POST.get("remote"),
+                                     request.POST.get("direction"))
+        if problem:
+            return HttpResponseForbidden(problem)
         form = SyncJobForm(request.POST)
         if form.is_valid():
             form.save()
@@ -125,10 +127,11 @@ def job_edit(request, job):
     job = get_object_or_404(SyncJob.objects.select_related("store", "remote"), job_id=job)
     next_url = _next_url(request, "/sync-jobs/")
     if request.method == "POST":
-        # moving a job to another datastore needs the privilege there too
-        target = request.POST.get("store")
-        if target and not has_privilege(request.user, JOB_PRIV, _store_path(target)):
-            return HttpResponseForbidden(f"permission check failed: {JOB_PRIV} on {_store_path(target)}")
+        # moving a job to another datastore or remote needs the privileges there too
+        problem = permission_problem(request.user, request.POST.get("store") or job.store.name,
+                                     *job.remote_change(request.POST.get("remote"), request.POST.get("direction")))
+        if problem:
+            return HttpResponseForbidden(problem)
         form = SyncJobForm(request.POST, instance=job)
         if form.is_valid():
             form.save()

@@ -35,6 +35,8 @@ class Command(BaseCommand):
             name, sep, path = spec.partition(":")
             if not sep or not path:
                 raise usage_error(f"archive: {spec!r} is not of the form NAME.tar:PATH or NAME.img:PATH")
+            if "\0" in spec:
+                raise usage_error(f"archive: {spec!r} contains a NUL byte")
             pairs.append((name, path))
         try:
             _check_archives(pairs)
@@ -43,7 +45,7 @@ class Command(BaseCommand):
         if backup_time is not None:
             try:
                 backup_time = int(backup_time)
-                if backup_time <= 0:
+                if not 0 < backup_time < 253402300800:  # up to 9999-12-31, as every time_t can hold
                     raise ValueError
             except ValueError:
                 raise usage_error(f"backup-time: {backup_time!r} is not a positive epoch time") from None

@@ -51,6 +51,8 @@ class Command(BaseCommand):
             info = keyfile_info(file)
         except DatastoreError as e:
             raise usage_error(f"file: {e}") from None
+        except OSError as e:  # a directory, a name too long, unreadable
+            raise usage_error(f"file: cannot read {file!r}: {e.strerror}") from None
         if action == "paperkey":
             self.stdout.write(paper_key(file))
             return

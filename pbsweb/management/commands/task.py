@@ -43,5 +43,9 @@ class Command(BaseCommand):
             request_stop(task)
             self.stdout.write(f"stop requested for {task.upid}")
             return
-        data, _ = tasklog.read_from(task.log_path, 0, max_bytes=1 << 40)
-        self.stdout.write(data.decode("utf-8", "replace"), ending="")
+        offset = 0
+        while True:  # in 1 MiB steps: a read of 1 TiB at once asks the allocator for 1 TiB
+            data, offset = tasklog.read_from(task.log_path, offset)
+            if not data:
+                break
+            self.stdout.write(data.decode("utf-8", "replace"), ending="")

@@ -105,6 +105,8 @@ class Command(BaseCommand):
                     values["ca_bundle"] = Path(opts["ca_bundle"]).read_text()
                 except OSError as exc:
                     raise usage_error(f"--ca-bundle: cannot read '{opts['ca_bundle']}': {exc.strerror}")
+                except (ValueError, UnicodeDecodeError):  # a NUL byte in the name, or not a text file
+                    raise usage_error(f"--ca-bundle: {opts['ca_bundle']!r} is not a readable PEM file") from None
         return values
 
     def _check(self, values, instance=None):
