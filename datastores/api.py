@@ -156,8 +156,7 @@ def _gc_start(request, store):
     cfg, eng, err = _store(store)
     if err:
         return err
-    task = cfg.start(request.user.username)
-    Datastore.objects.filter(pk=cfg.pk).update(last_task=task)
+    task = cfg.launch(request.user.username)
     return JsonResponse({"data": task.upid})
 
 

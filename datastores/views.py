@@ -390,38 +390,48 @@ def prune_gc(request, store):
     return _prune_gc_page(request, _store(store))
 
 
-@require_POST
-@require("Datastore.Modify", _path)
-def prune_job_add(request, store):
+# Prune and verify jobs share their Add / Remove / Run actions.
+
+def _job_add(request, store, form_class, model, page, label, tab):
     cfg = _store(store)
-    form = PruneJobForm(request.POST, instance=PruneJob(store=cfg))
+    form = form_class(request.POST, instance=model(store=cfg))
     if not form.is_valid():
-        return _prune_gc_page(request, cfg, form=form, show_dialog=True, status=400)
+        return page(request, cfg, form=form, show_dialog=True, status=400)
     job = form.save(commit=False)
     job.next_run = job.compute_next_run()
     job.save()
-    messages.success(request, f"Prune job '{job.job_id}' added.")
-    return redirect(f"/datastore/{cfg.name}/prune-gc/")
+    messages.success(request, f"{label} '{job.job_id}' added.")
+    return redirect(f"/datastore/{cfg.name}/{tab}/")
+
+
+def _job_remove(request, store, id, model, label, tab):
+    cfg = _store(store)
+    get_object_or_404(model, store=cfg, job_id=id).delete()
+    messages.success(request, f"{label} '{id}' removed.")
+    return redirect(f"/datastore/{cfg.name}/{tab}/")
+
+
+def _job_run(request, store, id, model):
+    job = get_object_or_404(model, store=_store(store), job_id=id)
+    return _to_task(request, job.launch(request.user.username))
+
+
+@require_POST
+@require("Datastore.Modify", _path)
+def prune_job_add(request, store):
+    return _job_add(request, store, PruneJobForm, PruneJob, _prune_gc_page, "Prune job", "prune-gc")
 
 
 @require_POST
 @require("Datastore.Modify", _path)
 def prune_job_remove(request, store, id):
-    cfg = _store(store)
-    job = get_object_or_404(PruneJob, store=cfg, job_id=id)
-    job.delete()
-    messages.success(request, f"Prune job '{id}' removed.")
-    return redirect(f"/datastore/{cfg.name}/prune-gc/")
+    return _job_remove(request, store, id, PruneJob, "Prune job", "prune-gc")
 
 
 @require_POST
 @require("Datastore.Prune", _path)
 def prune_job_run(request, store, id):
-    cfg = _store(store)
-    job = get_object_or_404(PruneJob, store=cfg, job_id=id)
-    task = job.start(request.user.username)
-    PruneJob.objects.filter(pk=job.pk).update(last_task=task)
-    return _to_task(request, task)
+    return _job_run(request, store, id, PruneJob)
 
 
 def _simulate(cfg, data, group=None):
@@ -493,8 +503,7 @@ def prune_run(request, store):
 @require("Datastore.Modify", _path)
 def gc_start(request, store):
     cfg = _store(store)
-    task = cfg.start(request.user.username)
-    Datastore.objects.filter(pk=cfg.pk).update(last_task=task)
+    task = cfg.launch(request.user.username)
     return _to_task(request, task)
 
 
@@ -515,34 +524,19 @@ def verify_jobs(request, store):
 @require_POST
 @require("Datastore.Modify", _path)
 def verify_job_add(request, store):
-    cfg = _store(store)
-    form = VerifyJobForm(request.POST, instance=VerifyJob(store=cfg))
-    if not form.is_valid():
-        return _verify_page(request, cfg, form=form, show_dialog=True, status=400)
-    job = form.save(commit=False)
-    job.next_run = job.compute_next_run()
-    job.save()
-    messages.success(request, f"Verify job '{job.job_id}' added.")
-    return redirect(f"/datastore/{cfg.name}/verify-jobs/")
+    return _job_add(request, store, VerifyJobForm, VerifyJob, _verify_page, "Verify job", "verify-jobs")
 
 
 @require_POST
 @require("Datastore.Modify", _path)
 def verify_job_remove(request, store, id):
-    cfg = _store(store)
-    get_object_or_404(VerifyJob, store=cfg, job_id=id).delete()
-    messages.success(request, f"Verify job '{id}' removed.")
-    return redirect(f"/datastore/{cfg.name}/verify-jobs/")
+    return _job_remove(request, store, id, VerifyJob, "Verify job", "verify-jobs")
 
 
 @require_POST
 @require("Datastore.Verify", _path)
 def verify_job_run(request, store, id):
-    cfg = _store(store)
-    job = get_object_or_404(VerifyJob, store=cfg, job_id=id)
-    task = job.start(request.user.username)
-    VerifyJob.objects.filter(pk=job.pk).update(last_task=task)
-    return _to_task(request, task)
+    return _job_run(request, store, id, VerifyJob)
 
 
 @require_POST

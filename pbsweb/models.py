@@ -116,7 +116,15 @@ class ScheduledJob(models.Model):
         return parse_schedule(self.schedule).next_after(after)
 
     def start(self, user: str) -> Task:  # pragma: no cover - abstract
+        """Queue the job's task (subclasses)."""
         raise NotImplementedError
+
+    def launch(self, user: str, **options) -> Task:
+        """Start the job now (schedule, Run now, API) and show the run as its last task."""
+        task = self.start(user, **options)
+        type(self).objects.filter(pk=self.pk).update(last_task=task)
+        self.last_task = task
+        return task
 
 
 class ApiToken(models.Model):

@@ -34,7 +34,7 @@ def run_due_jobs(now=None) -> list[Task]:
             if not claimed:
                 continue
             try:
-                started.append(job.start(SCHEDULER_USER))
+                started.append(job.launch(SCHEDULER_USER))
             except Exception:
                 log.exception("could not start scheduled %s %s", model.__name__, job.pk)
     return started

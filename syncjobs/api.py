@@ -175,7 +175,7 @@ def sync_run(request, id):
     except ValueError as e:
         return _error(str(e), "body")
     reconcile = str(params.get("reconcile", "")).lower() in ("1", "true", "yes", "on")
-    task = job.start(request.user.username, reconcile=reconcile)
+    task = job.launch(request.user.username, reconcile=reconcile)
     return JsonResponse({"data": task.upid})
 
 

@@ -70,11 +70,8 @@ class SyncJob(ScheduledJob):
         args = {"job_id": self.job_id}
         if reconcile:
             args["reconcile"] = True
-        task = start_task("syncjobs.tasks.run_sync_job", "syncjob", self.worker_id, user, args,
+        return start_task("syncjobs.tasks.run_sync_job", "syncjob", self.worker_id, user, args,
                           queue=_queue_for(self.store.name))
-        SyncJob.objects.filter(pk=self.pk).update(last_task=task)
-        self.last_task = task
-        return task
 
 
 def _queue_for(store_name: str) -> str:
@@ -150,12 +147,9 @@ class DrillJob(ScheduledJob):
 
     def start(self, user: str) -> Task:
         from pbsweb.worker import start_task
-        task = start_task("syncjobs.tasks.run_drill", "drill", self.worker_id, user,
+        return start_task("syncjobs.tasks.run_drill", "drill", self.worker_id, user,
                           {"remote": self.remote.remote_id, "remote_store": self.remote_store,
                            "sample": self.sample_size, "job_id": self.job_id})
-        DrillJob.objects.filter(pk=self.pk).update(last_task=task)
-        self.last_task = task
-        return task
 
 
 def drill_worker_id(remote_id: str, remote_store: str) -> str:

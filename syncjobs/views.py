@@ -155,7 +155,7 @@ def job_remove(request, job):
 def job_run(request, job):
     job = get_object_or_404(SyncJob.objects.select_related("store", "remote"), job_id=job)
     reconcile = request.POST.get("reconcile") in ("1", "true", "on")
-    task = job.start(request.user.username, reconcile=reconcile)
+    task = job.launch(request.user.username, reconcile=reconcile)
     return _done(request, task.url)
 
 

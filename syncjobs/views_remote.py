@@ -250,7 +250,7 @@ def drill_remove(request, job):
 @require(DRILL_RUN, _drill_path)
 def drill_run(request, job):
     obj = get_object_or_404(DrillJob.objects.select_related("remote"), job_id=job)
-    task = obj.start(request.user.username)
+    task = obj.launch(request.user.username)
     return _done(request, task.url)
 
 

@@ -163,7 +163,6 @@ class Command(BaseCommand):
             args["reconcile"] = True
         task = run_task_inline("syncjobs.tasks.run_sync_job", "syncjob", job.worker_id, CLI_USER, args,
                                echo=self.stdout)
-        SyncJob.objects.filter(pk=job.pk).update(last_task=task)
         finish_task(task)
 
     def do_remove(self, opts):
