@@ -214,6 +214,8 @@ def reap_dead_tasks(now=None) -> list[Task]:
             writer = tasklog.TaskLogWriter(task.log_path)
             writer.write(f"TASK ERROR: {status}")
             writer.close()
+            task.refresh_from_db()
+            _notify(task)
     return dead
 
 
