@@ -196,11 +196,20 @@ def user_remove(request, username):
     return redirect("access-control")
 
 
+def _permissions_page(request, form, status=200, **extra):
+    return render(request, "access/permissions.html", {
+        "entries": AclEntry.objects.select_related("user"), "form": form, **extra}, status=status)
+
+
+def _tokens_page(request, form, status=200, **extra):
+    return render(request, "access/tokens.html", {
+        "tokens": ApiToken.objects.select_related("user"), "form": form, **extra}, status=status)
+
+
 @require_safe
 @require("Sys.Audit")
 def permissions(request):
-    return render(request, "access/permissions.html", {"entries": AclEntry.objects.select_related("user"),
-                                                       "form": AclForm()})
+    return _permissions_page(request, AclForm())
 
 
 @require_POST
@@ -208,8 +217,7 @@ def permissions(request):
 def permission_add(request):
     form = AclForm(request.POST)
     if not form.is_valid():
-        return render(request, "access/permissions.html", {
-            "entries": AclEntry.objects.select_related("user"), "form": form, "show_dialog": True}, status=400)
+        return _permissions_page(request, form, status=400, show_dialog=True)
     AclEntry.objects.update_or_create(path=form.cleaned_data["path"], user=form.cleaned_data["user"],
                                       role=form.cleaned_data["role"],
                                       defaults={"propagate": form.cleaned_data["propagate"]})
@@ -226,8 +234,7 @@ def permission_remove(request, id):
 @require_safe
 @require("Sys.Audit")
 def api_tokens(request):
-    return render(request, "access/tokens.html", {"tokens": ApiToken.objects.select_related("user"),
-                                                  "form": TokenForm()})
+    return _tokens_page(request, TokenForm())
 
 
 @require_POST
@@ -235,13 +242,10 @@ def api_tokens(request):
 def api_token_add(request):
     form = TokenForm(request.POST)
     if not form.is_valid():
-        return render(request, "access/tokens.html", {
-            "tokens": ApiToken.objects.select_related("user"), "form": form, "show_dialog": True}, status=400)
+        return _tokens_page(request, form, status=400, show_dialog=True)
     token, secret = create_token(form.cleaned_data["user"], form.cleaned_data["name"], form.cleaned_data["comment"])
     # The secret is shown this once, as PBS does; only its hash is stored.
-    return render(request, "access/tokens.html", {
-        "tokens": ApiToken.objects.select_related("user"), "form": TokenForm(),
-        "new_token": token, "new_secret": secret})
+    return _tokens_page(request, TokenForm(), new_token=token, new_secret=secret)
 
 
 @require_POST

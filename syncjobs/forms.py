@@ -432,13 +432,7 @@ class DrillJobForm(forms.Form):
             raise forms.ValidationError(f"restore drill '{value}' already exists")
         return value
 
-    def clean_remote(self):
-        value = self.cleaned_data["remote"]
-        remote = Remote.objects.filter(remote_id=value).first()
-        if remote is None:
-            raise forms.ValidationError(f"no remote '{value}'")
-        return remote
-
+    clean_remote = SyncJobForm.clean_remote
     clean_remote_store = SyncJobForm.clean_remote_store
     clean_schedule = SyncJobForm.clean_schedule
 
