@@ -2,7 +2,6 @@
 downloads every chunk of the snapshots it checks exactly once, restores one
 archive to a scratch directory, records its egress on the remote, and turns
 red naming the key of a corrupt or missing object. Pages and CLI show it."""
-import os
 import random
 from pathlib import Path
 

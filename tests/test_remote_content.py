@@ -3,7 +3,6 @@ chunk downloaded); the CLI `remote content`; the Restore archive dialog with
 its key choice (a datastore's key or an uploaded key file + passphrase) and
 its field-named errors; a restore started from the page runs on a real Celery
 worker and brings back the bytes."""
-import io
 import json
 import re
 import random
