@@ -403,7 +403,7 @@ class DrillJobForm(forms.Form):
     enabled = BoolField(label="Enabled", required=False, initial=True)
     comment = forms.CharField(label="Comment", required=False, max_length=255)
 
-    CLI_NAMES = {"id": "id", "remote_store": "store", "sample_size": "sample"}
+    CLI_NAMES = {"id": "id", "remote_store": "remote-store", "sample_size": "sample"}
 
     def __init__(self, *args, instance=None, **kwargs):
         self.instance = instance

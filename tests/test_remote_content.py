@@ -93,18 +93,20 @@ def test_cli_remote_content(two_stores):
     assert text.splitlines()[0].startswith("┌") and "│ snapshot" in text
     assert f"backups: {PLAIN}" in text and "other: ct/100/" in text
     assert f"yes ({crypt.fingerprint})" in text
-    items = json.loads(run_cli("remote", "content", "s3-test", "--store", "backups", "--output-format", "json"))
+    items = json.loads(run_cli("remote", "content", "s3-test", "--remote-store", "backups", "--output-format", "json"))
     by_name = {i["snapshot"]: i for i in items}
     assert set(by_name) == {PLAIN, "host/vault/2026-09-21T14:30:00Z"}
     vault = by_name["host/vault/2026-09-21T14:30:00Z"]
     assert vault["ns"] == "prod" and vault["encrypted"] and vault["fingerprint"] == crypt.fingerprint
     assert vault["files"][0]["filename"] == "disk.img.fidx" and vault["files"][0]["size"] == 2 * MiB
     assert not by_name[PLAIN]["encrypted"] and by_name[PLAIN]["fingerprint"] is None
-    prod = json.loads(run_cli("remote-content", "s3-test", "--store", "backups", "--ns", "prod",
+    assert {i["remote-store"] for i in items} == {"backups"}  # as sync-job calls the prefix
+    prod = json.loads(run_cli("remote-content", "s3-test", "--remote-store", "backups", "--ns", "prod",
                               "--output-format", "json"))
     assert [i["snapshot"] for i in prod] == ["host/vault/2026-09-21T14:30:00Z"]
     for args, field in [(("remote", "content", "nope"), "id:"),
-                        (("remote", "content", "s3-test", "--store", "nope"), "--store:"),
+                        (("remote", "content", "s3-test", "--remote-store", "nope"), "--remote-store:"),
+                        (("remote", "content", "s3-test", "--store", "backups"), "--store:"),
                         (("remote", "content", "s3-test", "--ns", "../etc"), "--ns:")]:
         err = cli_error(*args)
         assert err.returncode == 2 and str(err).startswith(field), str(err)

@@ -233,7 +233,7 @@ def test_fresh_install_encrypted(tmp_path, s3_server, s3_client, s3_bucket, admi
 
     html = admin_client.get("/remotes/s3-test/content/?store=backups").content.decode()
     assert SNAP in html and crypt.fingerprint in html
-    content = run_cli("remote", "content", "s3-test", "--store", "backups")
+    content = run_cli("remote", "content", "s3-test", "--remote-store", "backups")
     assert SNAP in content and f"yes ({crypt.fingerprint})" in content
 
     # pull without any key
