@@ -12,6 +12,7 @@ from pbsweb.models import Task
 from pbsweb.tasklog import TaskLogWriter
 from pbsweb.upid import new_upid
 from tests.conftest import REPO, service_env
+from tests.test_restore_fresh_install import run_cli
 
 
 def _add_task(i: int) -> Task:
@@ -58,3 +59,16 @@ def test_task_list_and_log_into_a_closed_pipe_exit_141_without_traceback():
                           capture_output=True, text=True, timeout=120)
     assert full.returncode == 0 and full.stdout.count("\n") == 20_000 and full.stderr == ""
 
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_task_run_from_the_cli_finishes_when_its_reader_goes_away(tmp_path):
+    # `true` exits before Django has even started, so every line the task echoes meets a closed pipe.
+    run_cli("datastore", "create", "piped", str(tmp_path / "piped"))
+    command = " ".join(shlex.quote(a) for a in (sys.executable, "manage.py", "garbage-collection", "start", "piped"))
+    result = subprocess.run(["bash", "-c", f'{command} | true; exit "${{PIPESTATUS[0]}}"'], cwd=REPO, env=_env(),
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 141 and result.stderr == "", (result.returncode, result.stderr)
+    task = Task.objects.get(worker_type="garbage_collection", worker_id="piped")
+    assert task.state == Task.OK, task.status
+    assert task.log_path.read_text().rstrip().endswith("TASK OK")
