@@ -87,6 +87,7 @@ def task_list(request):
     return render(request, "tasks/list.html", {
         "page": page, "worker_type": worker_type, "state": state, "query": query.urlencode(),
         "types": sorted(Task.objects.order_by().values_list("worker_type", flat=True).distinct()),
+        "history_days": settings.TASK_HISTORY_DAYS, "history_count": f"{settings.TASK_HISTORY_COUNT:,}",
     })
 
 
