@@ -57,6 +57,7 @@ test-deps:
 
 test: $(TEST_STAMP) test-deps
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 	PBSWEB_DATA_DIR=$(CURDIR)/var/test $(BIN)/python -m pytest
 
 benchmark: $(TEST_STAMP)
