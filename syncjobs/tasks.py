@@ -224,7 +224,7 @@ def run_drill(reporter, remote: str, remote_store: str = "", sample: int = 2, jo
     from pbsweb.worker import TaskError
     from remotes.engine.client import RequestCounters
     from remotes.models import Remote, record_usage
-    from syncjobs.drills import DrillResult, drill_prefix
+    from syncjobs.engine.drill import DrillResult, drill_prefix
     from syncjobs.models import DrillJob, DrillRun
     from syncjobs.remote_content import make_bucket, store_prefixes
 
