@@ -13,7 +13,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from pbsweb.models import record_metric
-from pbsweb.worker import task_function
+from pbsweb.worker import TaskError, task_function
 from syncjobs.engine.bucket import Bucket
 from syncjobs.engine.common import fmt_bytes
 from syncjobs.engine.inventory import Inventory
@@ -174,6 +174,13 @@ def run_sync_job(reporter, job_id: str, reconcile: bool = False) -> None:
         reporter.log(f"Summary: removed {len(result.snapshots_removed)} vanished snapshots, deleted "
                      f"{result.objects_deleted} objects, {result.deferred_chunks} chunk deletions deferred "
                      f"(provider minimum storage {remote.min_storage_days} days)")
+    if result.snapshots_failed or result.errors:
+        # as PBS: a sync that did not carry every snapshot failed, whatever else it did
+        for name, why in result.snapshots_failed:
+            reporter.log(f"Summary: snapshot {name} failed: {why}")
+        for why in result.errors:
+            reporter.log(f"Summary: error: {why}")
+        raise TaskError("sync failed with some errors")
     reporter.log(f"sync job '{job.job_id}' end")
 
 
@@ -221,7 +228,6 @@ def run_drill(reporter, remote: str, remote_store: str = "", sample: int = 2, jo
     """Task `drill`: verify what a remote's bucket holds by downloading and restoring it."""
     import time as _time
 
-    from pbsweb.worker import TaskError
     from remotes.engine.client import RequestCounters
     from remotes.models import Remote, record_usage
     from syncjobs.engine.drill import DrillResult, drill_prefix
@@ -345,7 +351,6 @@ def restore_from_remote(reporter, remote: str, remote_store: str, snapshot: str,
     import os
 
     from datastores.models import Datastore
-    from pbsweb.worker import TaskError
     from remotes.engine.client import RequestCounters
     from remotes.models import Remote, record_usage
     from syncjobs.engine.pull import restore_from_bucket
