@@ -29,6 +29,7 @@ from datastores.engine.report import Reporter
 from datastores.engine.source import check_chunk
 
 from .bucket import Bucket, SyncError
+from .bucket_source import BucketSource
 from .common import (Arrivals, Progress, SyncResult, counters_delta, fmt_bytes, fmt_rate,
                      map_bounded, requests_line)
 from .inventory import Inventory, chunk_rel
@@ -485,12 +486,10 @@ class _Pusher:
                 if data is not None and entry.md5 == _md5(data):
                     refs.update(self.store.chunk_digests(ref))
                     continue
-            manifest = Manifest.from_blob(self.bucket.get(rel), self.bucket.key(rel))
-            for f in manifest.files:
-                if f["filename"].endswith((".didx", ".fidx")):
-                    key = f"{rd}/{f['filename']}"
-                    idx = read_index(self.bucket.get(key), self.bucket.key(key))
-                    refs.update(d.hex() for d in idx.digests)
+            snapshot = BucketSource(self.bucket).snapshot(rd)
+            for name in snapshot.manifest.filenames:
+                if name.endswith((".didx", ".fidx")):
+                    refs.update(d.hex() for d in snapshot.index(name).digests)
         # chunks that made it for a snapshot that failed this run: the next run needs them
         for rd, _ in self.result.snapshots_failed:
             if rd in local:
