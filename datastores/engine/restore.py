@@ -19,14 +19,8 @@ from .errors import CorruptionError, DatastoreError
 from .report import Reporter
 from .source import ArchiveReader, SnapshotReader, archive_filename
 
-__all__ = [
-    "RestoreResult",
-    "archive_filename",
-    "open_archive_stream",
-    "restore_archive",
-    "restore_file",
-    "restore_snapshot_archive",
-]
+__all__ = ["RestoreResult", "archive_filename", "open_archive_stream", "restore_archive", "restore_file",
+           "restore_snapshot_archive"]
 
 MiB = 1024 * 1024
 COPY_BUF = 4 * MiB

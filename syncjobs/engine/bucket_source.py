@@ -18,13 +18,7 @@ from datastores.engine.source import SnapshotReader, check_chunk, unique_digests
 from .bucket import Bucket, SyncError
 from .common import map_bounded
 from .inventory import chunk_rel
-from .scope import (
-    MANIFEST_NAME,
-    Scope,
-    normalize_ns,
-    parse_snapshot_dir,
-    parse_snapshot_file,
-)
+from .scope import MANIFEST_NAME, Scope, normalize_ns, parse_snapshot_dir, parse_snapshot_file
 
 MISSING_CODES = ("NoSuchKey", "404", "NotFound")
 

@@ -23,14 +23,7 @@ from datastores.engine.restore import restore_snapshot_archive
 from datastores.engine.source import SnapshotReader
 
 from .bucket import Bucket, SyncError
-from .bucket_source import (
-    BucketSource,
-    RemoteSnapshot,
-    list_snapshots,
-    problem_text,
-    read_chunks,
-    read_files,
-)
+from .bucket_source import BucketSource, RemoteSnapshot, list_snapshots, problem_text, read_chunks, read_files
 from .common import fmt_bytes
 from .inventory import chunk_rel
 from .scope import LOCAL_ONLY_FILES, MANIFEST_NAME
@@ -110,7 +103,8 @@ def drill_prefix(bucket: Bucket, sample: int, seed: int, scratch_dir, keys: dict
         rep.log(f"{where}: no finished snapshots")
         return res
     picked = pick_snapshots(listing.snapshots, sample, seed)
-    rep.log(f"{where}: {len(listing.snapshots)} snapshots in {len({(s.ns, s.backup_type, s.backup_id) for s in listing.snapshots})} groups; "
+    groups = {(s.ns, s.backup_type, s.backup_id) for s in listing.snapshots}
+    rep.log(f"{where}: {len(listing.snapshots)} snapshots in {len(groups)} groups; "
             f"checking {len(picked)} (newest of each group + up to {sample} older, seed {seed})")
 
     restore, res.restore_skipped = _restore_candidate(picked, keys)
@@ -160,7 +154,8 @@ def drill_prefix(bucket: Bucket, sample: int, seed: int, scratch_dir, keys: dict
                 if is_restore:
                     restore_ok = restore_ok and not new
                     restore_files = files
-                rep.log(f"snapshot {snapshot.label}: {len(snapshot.manifest.filenames)} file(s), {len(digests)} chunk(s) not seen before - "
+                rep.log(f"snapshot {snapshot.label}: {len(snapshot.manifest.filenames)} file(s), "
+                        f"{len(digests)} chunk(s) not seen before - "
                         f"{'OK' if not new else f'{len(new)} problem(s)'}")
         if restore is not None and restore_ok and restore[2] in restore_files:
             _restore_step(scratch, scratch_root, restore, restore_files[restore[2]], bucket.key(restore[1]),

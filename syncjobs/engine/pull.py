@@ -21,32 +21,12 @@ from datastores.engine.report import Reporter
 from datastores.engine.restore import restore_snapshot_archive
 
 from .bucket import Bucket, SyncError
-from .bucket_source import (
-    BucketSource,
-    RemoteSnapshot,
-    chunks_without_snapshot,
-    list_snapshot_objects,
-    list_snapshots,
-    read_chunks,
-    read_files,
-)
-from .common import (
-    Progress,
-    SyncResult,
-    counters_delta,
-    fmt_bytes,
-    fmt_rate,
-    requests_line,
-)
+from .bucket_source import (BucketSource, RemoteSnapshot, chunks_without_snapshot, list_snapshot_objects,
+                            list_snapshots, read_chunks, read_files)
+from .common import Progress, SyncResult, counters_delta, fmt_bytes, fmt_rate, requests_line
 from .inventory import etag_md5
-from .scope import (
-    LOCAL_ONLY_FILES,
-    MANIFEST_NAME,
-    Scope,
-    normalize_ns,
-    parse_snapshot_dir,
-    parse_snapshot_file,
-)
+from .scope import (LOCAL_ONLY_FILES, MANIFEST_NAME, Scope, normalize_ns, parse_snapshot_dir,
+                    parse_snapshot_file)
 
 __all__ = ["PullOptions", "RemoteSnapshot", "list_remote_snapshots", "pull_sync", "restore_from_bucket"]
 
