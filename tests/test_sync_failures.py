@@ -102,7 +102,7 @@ def test_chunks_but_no_snapshot_warns_instead_of_nothing_new(tmp_path, s3_server
 
     html = admin_client.get("/remotes/s3-test/content/?store=backups").content.decode()
     assert warning in html
-    assert f"warning: {warning}" in run_cli("remote-content", "s3-test", "--store", "backups")
+    assert f"warning: {warning}" in run_cli("remote-content", "s3-test", "--remote-store", "backups")
 
     # a prefix with no chunks either stays quiet
     for key in bucket_keys(s3_client, s3_bucket, "backups/.chunks/"):
