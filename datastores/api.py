@@ -176,7 +176,7 @@ def prune(request, store):
         raise UserError("ns", str(e)) from None
     plan = [(r, m) for r, m in plan if (not t or r.backup_type == t) and (not i or r.backup_id == i)]
     if not dry_run:
-        for ref, mark in sorted((x for x in plan if x[1] == "remove"), key=lambda x: x[0].time):
+        for ref, _mark in sorted((x for x in plan if x[1] == "remove"), key=lambda x: x[0].time):
             try:
                 eng.remove_snapshot(ref)
             except DatastoreError as e:

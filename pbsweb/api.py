@@ -1,4 +1,5 @@
-"""The JSON API under /api2/json/: one layer for every app's paths (PBS paths and field names).
+"""The JSON API under /api2/json/: one layer for every app's paths, mirroring PBS paths and
+field names for scripts (docs/DESIGN.md §6).
 
 Every view is built with `endpoint(GET=handler, POST=handler, ...)`, which
 - answers only the methods it has a handler for (405 otherwise);

@@ -1,4 +1,4 @@
-"""Settings for pbsweb (DESIGN §7).
+"""Settings for pbsweb (docs/DESIGN.md §7).
 
 Everything a deployment changes comes from the environment:
 PBSWEB_DATA_DIR, DATABASE_URL, CELERY_BROKER_URL, PBSWEB_NODE, PBSWEB_DEBUG.
@@ -147,6 +147,9 @@ DATASTORES_TASK_QUEUE = os.environ.get("PBSWEB_STORE_QUEUE", "")
 CELERY_BEAT_SCHEDULE = {
     "scheduler-tick": {"task": "pbsweb.tasks.scheduler_tick", "schedule": 60.0},
 }
+# The task history is pruned once a day, by age and by count (PBS keeps task logs both ways).
+TASK_HISTORY_DAYS = int(os.environ.get("PBSWEB_TASK_HISTORY_DAYS", "90"))
+TASK_HISTORY_COUNT = int(os.environ.get("PBSWEB_TASK_HISTORY_COUNT", "50000"))
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 
 # The Fernet key that encrypts secrets at rest (S3 secret keys, passphrases).

@@ -163,13 +163,8 @@ class Command(BaseCommand):
         self.stdout.write(box_table(["Name", "Value"], rows))
 
     def do_run(self, opts):
-        from pbsweb.worker import run_task_inline
         job = _job(opts["id"])
-        args = {"job_id": job.job_id}
-        if opts["reconcile"]:
-            args["reconcile"] = True
-        task = run_task_inline("syncjobs.tasks.run_sync_job", "syncjob", job.worker_id, CLI_USER, args,
-                               echo=self.stdout)
+        task = job.launch(CLI_USER, reconcile=bool(opts["reconcile"]), inline=True, echo=self.stdout)
         finish_task(task)
 
     def do_remove(self, opts):
