@@ -2,6 +2,7 @@
 extract tar archives into a directory, write images to a file or device."""
 from __future__ import annotations
 
+import fnmatch
 import io
 import os
 import secrets
@@ -278,7 +279,15 @@ def restore_archive(store: Datastore, ref: SnapshotRef, archive_name: str, targe
     return res
 
 
-def _extract_tar(reader: ArchiveReader, target: Path, reporter: Reporter) -> int:
+def member_matches(name: str, pattern: str | None) -> bool:
+    """True if the member or one of its parent directories matches the glob (no pattern: all)."""
+    if not pattern:
+        return True
+    parts = name.split("/")
+    return any(fnmatch.fnmatchcase("/".join(parts[:i]), pattern) for i in range(1, len(parts) + 1))
+
+
+def _extract_tar(reader: ArchiveReader, target: Path, reporter: Reporter, pattern: str | None = None) -> int:
     tmp = _prepare_target_dir(target)
     tmp.mkdir()
     count = 0
@@ -291,6 +300,8 @@ def _extract_tar(reader: ArchiveReader, target: Path, reporter: Reporter) -> int
                 nonlocal count
                 for m in tf:
                     reporter.check_abort()
+                    if not member_matches(m.name, pattern):
+                        continue
                     if (m.ischr() or m.isblk()) and os.geteuid() != 0:
                         reporter.warn(f"skipping device node {m.name}: only root can create it")
                         continue
