@@ -9,6 +9,7 @@ from datastores.engine.datastore import MARKER
 from datastores.engine.datastore import Datastore as EngineStore
 from datastores.engine.errors import DatastoreError
 from datastores.models import NAME_RE, Datastore
+from pbsweb.worker import run
 
 
 RESERVED_NAMES = {"add", "create"}   # URLs under /datastore/
@@ -178,10 +179,8 @@ def prune_plan(eng: EngineStore, keep, ns: str = "", recursive: bool = True, tz=
 
 
 def start_store_task(function: str, worker_type: str, worker_id: str, user: str, arguments: dict):
-    """Queue a task of a datastore on that datastore's queue (see models.queue_for)."""
-    from datastores.models import queue_for
-    from pbsweb.worker import start_task
-    return start_task(function, worker_type, worker_id, user, arguments, queue=queue_for(arguments["store"]))
+    """Queue a task of the datastore `arguments["store"]` (on that datastore's queue)."""
+    return run(function, worker_type, worker_id, user, arguments, store=arguments["store"])
 
 
 def remove_datastore(cfg: Datastore) -> None:

@@ -145,6 +145,9 @@ DATASTORES_TASK_QUEUE = os.environ.get("PBSWEB_STORE_QUEUE", "")
 CELERY_BEAT_SCHEDULE = {
     "scheduler-tick": {"task": "pbsweb.tasks.scheduler_tick", "schedule": 60.0},
 }
+# The task history is pruned once a day, by age and by count (PBS keeps task logs both ways).
+TASK_HISTORY_DAYS = int(os.environ.get("PBSWEB_TASK_HISTORY_DAYS", "90"))
+TASK_HISTORY_COUNT = int(os.environ.get("PBSWEB_TASK_HISTORY_COUNT", "50000"))
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 
 # The Fernet key that encrypts secrets at rest (S3 secret keys, passphrases).

@@ -8,6 +8,7 @@ import json
 import os
 
 from pbsweb.cli import box_table, finish_task, usage_error
+from pbsweb.worker import run
 
 
 def fmt_size(n: int) -> str:
@@ -124,7 +125,6 @@ def do_restore(stdout, opts) -> None:
     from datastores.cliutil import load_key_or_exit
     from datastores.engine.errors import DatastoreError
     from datastores.engine.restore import archive_filename
-    from pbsweb.worker import run_task_inline
     from syncjobs.engine.scope import normalize_ns, ns_rel, parse_snapshot_dir
     from syncjobs.views_remote import _fetch_snapshot
 
@@ -170,11 +170,10 @@ def do_restore(stdout, opts) -> None:
         if snap.key_fingerprint and crypt.fingerprint != snap.key_fingerprint:
             raise usage_error(f"keyfile: wrong key: snapshot {snap.name} is encrypted with key "
                               f"{snap.key_fingerprint}, the key file has {crypt.fingerprint}")
-    task = run_task_inline("syncjobs.tasks.restore_from_remote", "reader",
-                           f"{obj.remote_id}:{prefix}:{snap.rel_dir}", "root@pam",
-                           {"remote": obj.remote_id, "remote_store": prefix, "snapshot": snap.rel_dir,
+    task = run("syncjobs.tasks.restore_from_remote", "reader", f"{obj.remote_id}:{prefix}:{snap.rel_dir}",
+               "root@pam", {"remote": obj.remote_id, "remote_store": prefix, "snapshot": snap.rel_dir,
                             "archive": opts["archive"], "target": target},
-                           echo=stdout, private={"crypt": crypt} if crypt is not None else None)
+               inline=True, echo=stdout, private={"crypt": crypt} if crypt is not None else None)
     finish_task(task)
 
 

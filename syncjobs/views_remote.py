@@ -11,6 +11,7 @@ from django.utils.encoding import iri_to_uri
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from pbsweb.access import has_privilege, require
+from pbsweb.worker import run
 from remotes.models import Remote
 from syncjobs.forms import SCHEDULE_PRESETS, DrillJobForm, RemoteRestoreForm
 from syncjobs.models import DrillJob
@@ -133,7 +134,6 @@ def _fetch_snapshot(obj, prefix: str, rel_dir: str):
 @require(RESTORE_PRIV, _remote_path)
 def remote_restore(request, remote):
     """Restore archive: the dialog (GET) and starting the `reader` task (POST)."""
-    from pbsweb.worker import start_task
     from syncjobs.tasks import save_restore_key
 
     if not has_privilege(request.user, "Sys.Modify", "/"):
@@ -158,7 +158,7 @@ def remote_restore(request, remote):
                 args["key_store"] = d["key_store"]
             elif d.get("keyfile_text"):
                 args["key_token"] = save_restore_key(d["keyfile_text"], d.get("passphrase") or None)
-            task = start_task("syncjobs.tasks.restore_from_remote", "reader",
+            task = run("syncjobs.tasks.restore_from_remote", "reader",
                               f"{obj.remote_id}:{prefix}:{snap.rel_dir}", request.user.username, args)
             return _done(request, task.url)
     else:

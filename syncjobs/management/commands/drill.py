@@ -4,7 +4,7 @@ from django.core.management.base import BaseCommand
 from django.utils import timezone
 
 from pbsweb.cli import add_output_format, finish_task, print_output, usage_error
-from pbsweb.worker import run_task_inline
+from pbsweb.worker import run
 
 
 class Command(BaseCommand):
@@ -61,16 +61,15 @@ class Command(BaseCommand):
         sample = self._int(opts, "sample")
         seed = self._int(opts, "seed", 0, 2 ** 63)
         jobs = list(DrillJob.objects.filter(remote=remote, remote_store=store))
-        job = jobs[0] if len(jobs) == 1 else None
-        if sample is None:
-            sample = job.sample_size if job else DEFAULT_DRILL_SAMPLE
-        args = {"remote": remote.remote_id, "remote_store": store, "sample": sample}
-        if job is not None:
-            args["job_id"] = job.job_id
-        if seed is not None:
-            args["seed"] = seed
-        task = run_task_inline("syncjobs.tasks.run_drill", "drill", drill_worker_id(remote.remote_id, store),
-                               "root@pam", args, echo=self.stdout)
+        if len(jobs) == 1:  # the drill of a job: shown as the job's last run
+            task = jobs[0].launch("root@pam", sample=sample, seed=seed, inline=True, echo=self.stdout)
+        else:
+            args = {"remote": remote.remote_id, "remote_store": store,
+                    "sample": DEFAULT_DRILL_SAMPLE if sample is None else sample}
+            if seed is not None:
+                args["seed"] = seed
+            task = run("syncjobs.tasks.run_drill", "drill", drill_worker_id(remote.remote_id, store),
+                       "root@pam", args, inline=True, echo=self.stdout)
         finish_task(task)
 
     def do_list(self, opts):

@@ -3,6 +3,7 @@ from django.core.management.base import BaseCommand
 from django.db.models.deletion import ProtectedError
 
 from pbsweb.cli import add_output_format, box_table, finish_task, print_output, usage_error
+from pbsweb.worker import run
 from syncjobs.forms import SyncJobForm, form_data_from_api, job_to_data, job_to_json
 from syncjobs.models import SyncJob
 
@@ -156,13 +157,8 @@ class Command(BaseCommand):
         self.stdout.write(box_table(["Name", "Value"], rows))
 
     def do_run(self, opts):
-        from pbsweb.worker import run_task_inline
         job = _job(opts["id"])
-        args = {"job_id": job.job_id}
-        if opts["reconcile"]:
-            args["reconcile"] = True
-        task = run_task_inline("syncjobs.tasks.run_sync_job", "syncjob", job.worker_id, CLI_USER, args,
-                               echo=self.stdout)
+        task = job.launch(CLI_USER, reconcile=bool(opts["reconcile"]), inline=True, echo=self.stdout)
         finish_task(task)
 
     def do_remove(self, opts):
