@@ -124,12 +124,12 @@ class TaskLog:
         finally:
             writer.close()
 
-    def end(self, ok: bool, status: str) -> None:
+    def end(self, ok: bool, status: str, result: dict | None = None) -> None:
         """Write the final TASK line once (whoever gets here first wins)."""
         state = Task.OK if ok else Task.ERROR
         if Task.objects.filter(pk=self.task.pk, state=Task.RUNNING).update(
                 state=state, status=status if not ok else "OK", endtime=timezone.now(),
-                progress=1.0 if ok else None):
+                progress=1.0 if ok else None, result=result or {}):
             self.write("TASK OK" if ok else f"TASK ERROR: {status}")
 
 
@@ -333,8 +333,9 @@ class Session:
             f"({totals['size'] / MiB / max(duration, 1e-6):.1f} MiB/s); chunks new {totals['new']} "
             f"({totals['new-bytes'] / MiB:.1f} MiB, sent {totals['stored-bytes'] / MiB:.1f} MiB), "
             f"reused {totals['reused']} ({totals['reused-bytes'] / MiB:.1f} MiB)")
-        self.end(True, "finished")
-        return {"snapshot": info.ref.name, "duration": duration, **totals}
+        result = {"snapshot": info.ref.name, "duration": duration, **totals}
+        self.end(True, "finished", result)
+        return result
 
     # -- reader ------------------------------------------------------------------
     def read_chunk(self, digest_hex: str) -> bytes:
@@ -362,11 +363,12 @@ class Session:
         self.task_log.write(f"reader {self.info.ref} finished: sent {len(down)} chunks, "
                             f"{total / MiB:.1f} MiB in {duration:.2f} s "
                             f"({total / MiB / max(duration, 1e-6):.1f} MiB/s)")
-        self.end(True, "finished")
-        return {"chunks": len(down), "bytes": total, "duration": duration}
+        result = {"chunks": len(down), "bytes": total, "duration": duration}
+        self.end(True, "finished", result)
+        return result
 
     # -- end ---------------------------------------------------------------------
-    def end(self, ok: bool, reason: str) -> None:
+    def end(self, ok: bool, reason: str, result: dict | None = None) -> None:
         """Mark the session ended and end its task; the owner process releases its locks."""
         with contextlib.suppress(FileExistsError):
             fd = os.open(self.dir / "ended", os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
@@ -374,7 +376,7 @@ class Session:
             os.close(fd)
         if not ok:
             self.task_log.write(f"session aborted: {reason}; nothing of it is visible")
-        self.task_log.end(ok, reason)
+        self.task_log.end(ok, reason, result)
         _release_if_mine(self.info.sid)
 
 
@@ -441,7 +443,7 @@ def open_session(store: Datastore, store_name: str, kind: str, auth_id: str, ref
             held.stack.enter_context(store.writer("backup"))
         _flock_file(held.stack, sdir / "lock")
         worker_id = f"{store_name}:{ref.ns + '/' if ref.ns else ''}{ref.backup_type}/{ref.backup_id}"
-        task = create_task("datastores.sessions.client_session", kind, worker_id, auth_id)
+        task = create_task("datastores.sessions.client_session", kind, worker_id, auth_id, store=store_name)
         Task.objects.filter(pk=task.pk).update(state=Task.RUNNING, heartbeat=timezone.now(),
                                                node=settings.NODE_NAME)
         held.upid = task.upid
