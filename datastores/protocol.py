@@ -12,9 +12,12 @@ import binascii
 import hashlib
 import json
 import shutil
+import ssl
 import time
+from pathlib import Path
 from functools import wraps
 
+from django.conf import settings
 from django.contrib.auth import authenticate, get_user_model
 from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
@@ -31,6 +34,23 @@ from pbsweb.access import user_privileges
 from pbsweb.apitokens import HEADER_PREFIX, authenticate_token
 
 MAX_FILE = 256 << 20          # an index of a 1 TiB archive is ~10 MiB; the catalog may be larger
+
+
+def certificate_fingerprint() -> str:
+    """SHA-256 of the server's TLS certificate, as `pbsweb-client --fingerprint` expects it."""
+    try:
+        der = ssl.PEM_cert_to_DER_cert(Path(settings.TLS_CERT_FILE).read_text())
+    except (OSError, ValueError):
+        return ""
+    return ":".join(f"{b:02x}" for b in hashlib.sha256(der).digest())
+
+
+def connection_info(request, store: str) -> dict:
+    """What Datastore → Summary → Show Connection Information shows, as PBS."""
+    host = request.get_host()
+    if not host.rsplit(":", 1)[-1].isdigit() or host.endswith("]"):
+        host = f"{host}:8007"
+    return {"repository": f"{request.user.username}@{host}:{store}", "fingerprint": certificate_fingerprint()}
 
 
 class Caller:
