@@ -522,7 +522,7 @@ def _reaper_loop() -> None:
         time.sleep(1.0)
         try:
             _reap_once()
-        except Exception:  # noqa: BLE001 - the reaper must survive a bad session
+        except Exception:  # the reaper must survive a bad session
             log.exception("client session reaper")
         finally:
             connection.close()

@@ -63,8 +63,11 @@ def test_killed_client_and_dropped_connection_leave_nothing(net, tmp_path):
     random.Random(5).shuffle(points)
     for name, lines in points:
         proc = client_popen(*args, env=env)
-        _wait_for(lambda: any(len(p.read_text().splitlines()) >= lines if name != "session.json" else True
-                              for p in _session_files(net.store_path, name)))
+
+        def reached(name=name, lines=lines):
+            return any(name == "session.json" or len(p.read_text().splitlines()) >= lines
+                       for p in _session_files(net.store_path, name))
+        _wait_for(reached)
         kill_group(proc)
         task = wait_task_end({"worker_type": "backup"})
         assert task.state == Task.ERROR and "no request from the client" in task.status, (name, task.status)

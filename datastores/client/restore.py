@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from datastores.engine.blob import decode_blob
@@ -19,6 +20,7 @@ from .errors import ClientError
 from .http import Server
 
 MiB = 1024 * 1024
+DOWNLOAD_THREADS = 4
 
 
 class HttpSource:
@@ -52,6 +54,9 @@ class SourceArchiveReader(ArchiveReader):
     def __init__(self, source, index, crypt=None, readahead: int = 8):
         super().__init__(None, index, crypt, readahead)
         self.source = source
+        # Over the network a chunk waits on a round trip, not on the disk: more downloads at once.
+        self._pool.shutdown()
+        self._pool = ThreadPoolExecutor(DOWNLOAD_THREADS, thread_name_prefix="download")
 
     def _load(self, i: int) -> bytes:
         start, end = self.index.chunk_range(i)
