@@ -97,3 +97,31 @@ def test_killed_client_and_dropped_connection_leave_nothing(net, tmp_path):
     client("restore", out["snapshot"], "second.tar", target, env=env, check=0)
     assert (target / "two.bin").read_bytes() == (b / "two.bin").read_bytes()
     _wait_for(lambda: all(n.startswith("group-") for n in os.listdir(net.store_path / ".sessions")), timeout=10)
+
+
+def test_server_killed_mid_session(net, tmp_path):
+    import signal
+
+    from pbsweb.models import Task
+    from tests.client_helpers import NetServer
+    user = net.user("host1@pbs", "DatastoreBackup")
+    token = net.token(user, "h1")
+    a, b = _sources(tmp_path, seed=21)
+    proc = client_popen("backup", f"first.tar:{a}", "--backup-id", "web01", "--rate", "2MiB", env=net.env(*token))
+    _wait_for(lambda: any(len(p.read_text().splitlines()) >= 2 for p in _session_files(net.store_path, "uploads")))
+    os.killpg(net.server.proc.pid, signal.SIGKILL)
+    net.server.proc.wait(timeout=10)
+    proc.communicate(timeout=60)
+    assert proc.returncode == 1
+    net.server = NetServer(tmp_path / "gunicorn2.log")
+    try:
+        out = json.loads(client("backup", f"second.tar:{b}", "--backup-id", "web01", "--output-format", "json",
+                                env=net.env(*token), check=0).stdout)
+        dead = Task.objects.filter(worker_type="backup").order_by("id").first()
+        assert dead.state == Task.ERROR and dead.status == "the server process serving the session ended"
+        [ref] = net.engine().list_snapshots()
+        assert ref.name == out["snapshot"]
+        assert chunk_files(net.store_path) - net.engine().chunk_digests(ref), "the dead session left chunks"
+        _assert_no_orphans_after_gc(net)
+    finally:
+        net.server.stop()
