@@ -1,4 +1,4 @@
-"""JSON API under /api2/json/, mirroring PBS paths for scripts (DESIGN §6).
+"""JSON API under /api2/json/, mirroring PBS paths for scripts (docs/DESIGN.md §6).
 
 Responses are `{"data": ...}` as PBS. Apps add their paths in their own api
 modules; this one holds the task paths.

@@ -18,7 +18,7 @@ def task_url(upid: str) -> str:
 
 
 class Task(models.Model):
-    """One run of a long operation (DESIGN §4). The log stays a file."""
+    """One run of a long operation (docs/DESIGN.md §4). The log stays a file."""
 
     QUEUED, RUNNING, OK, WARNING, ERROR = "queued", "running", "ok", "warning", "error"
     STATES = [(s, s) for s in (QUEUED, RUNNING, OK, WARNING, ERROR)]

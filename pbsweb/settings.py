@@ -1,4 +1,4 @@
-"""Settings for pbsweb (DESIGN §7).
+"""Settings for pbsweb (docs/DESIGN.md §7).
 
 Everything a deployment changes comes from the environment:
 PBSWEB_DATA_DIR, DATABASE_URL, CELERY_BROKER_URL, PBSWEB_NODE, PBSWEB_DEBUG.

@@ -1,4 +1,4 @@
-"""Several worker nodes (DESIGN §7): PostgreSQL shared by all, Redis as the broker, and each
+"""Several worker nodes (docs/DESIGN.md §7): PostgreSQL shared by all, Redis as the broker, and each
 datastore's tasks on a queue named after it (PBSWEB_STORE_QUEUE="store-{store}"), consumed only
 by the worker on the machine that holds the store's disk.
 

@@ -271,7 +271,7 @@ def _remote_manifests(bucket) -> list[str]:
 
 def expected_bucket(store) -> dict[str, bytes]:
     """rel -> bytes a pushed prefix must hold for `store` (marker, synced files,
-    referenced chunks), as DESIGN §3 lays it out."""
+    referenced chunks), as docs/DESIGN.md §3 lays it out."""
     out = {".pbsweb-datastore.json": (store.path / ".pbsweb-datastore.json").read_bytes()}
     for ref in store.list_snapshots("", recursive=True):
         if not ref.finished:

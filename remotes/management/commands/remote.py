@@ -1,4 +1,4 @@
-"""`remote create|list|show|update|remove|test` as proxmox-backup-manager (DESIGN §5).
+"""`remote create|list|show|update|remove|test` as proxmox-backup-manager (docs/DESIGN.md §5).
 
 Bad arguments: one line naming the field, exit 2, nothing written.
 The secret key is never printed.
