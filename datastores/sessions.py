@@ -44,7 +44,7 @@ from datastores.engine.index import read_index
 from datastores.engine.manifest import MANIFEST_NAME, Manifest
 from pbsweb import tasklog
 from pbsweb.models import Task
-from pbsweb.worker import TaskError, create_task, task_function
+from pbsweb.worker import create_task
 
 log = logging.getLogger(__name__)
 
@@ -62,13 +62,6 @@ class SessionError(Exception):
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status = status
-
-
-@task_function
-def client_session(reporter, **_):
-    """Placeholder so client sessions are tasks like any other; they run inside the web
-    server across requests, never from a queue."""
-    raise TaskError("a client session runs in the web server; it cannot be queued")
 
 
 def _sid_dir(store: Datastore, sid: str) -> Path:
@@ -443,7 +436,7 @@ def open_session(store: Datastore, store_name: str, kind: str, auth_id: str, ref
             held.stack.enter_context(store.writer("backup"))
         _flock_file(held.stack, sdir / "lock")
         worker_id = f"{store_name}:{ref.ns + '/' if ref.ns else ''}{ref.backup_type}/{ref.backup_id}"
-        task = create_task("datastores.sessions.client_session", kind, worker_id, auth_id, store=store_name)
+        task = create_task("datastores.tasks.client_session", kind, worker_id, auth_id, store=store_name)
         Task.objects.filter(pk=task.pk).update(state=Task.RUNNING, heartbeat=timezone.now(),
                                                node=settings.NODE_NAME)
         held.upid = task.upid
