@@ -14,7 +14,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 CANARY = b"CANARY-7f3a9c-plaintext-must-never-reach-the-server"
 
 
-def test_encrypted_backup_keeps_plaintext_off_the_server(net, tmp_path):
+def test_encrypted_backup_keeps_plaintext_off_the_server(net, tmp_path, s3_client, s3_bucket):
     user = net.user("host1@pbs", "DatastoreBackup")
     env = net.env(*net.token(user, "h1"))
     key = tmp_path / "host.key"
@@ -32,6 +32,17 @@ def test_encrypted_backup_keeps_plaintext_off_the_server(net, tmp_path):
         for f in files:
             data = open(os.path.join(dirpath, f), "rb").read()
             assert CANARY not in data and b"secret-name-CANARY" not in data, os.path.join(dirpath, f)
+
+    # Nor in the bucket after a sync push of the datastore.
+    from syncjobs.engine.bucket import Bucket
+    from syncjobs.engine.inventory import Inventory
+    from syncjobs.engine.push import push_sync
+    push_sync(net.engine(), Bucket(s3_client, s3_bucket, "netstore"), Inventory(tmp_path / "inv.sqlite"))
+    keys = [o["Key"] for o in s3_client.list_objects_v2(Bucket=s3_bucket)["Contents"]]
+    assert any(k.endswith("/root.tar.didx") for k in keys) and any("/.chunks/" in k for k in keys)
+    for k in keys:
+        body = s3_client.get_object(Bucket=s3_bucket, Key=k)["Body"].read()
+        assert CANARY not in body and b"secret-name-CANARY" not in body, k
 
     listing = json.loads(client("snapshots", "--output-format", "json", env=env, check=0).stdout)
     assert listing[0]["encrypted"] and listing[0]["fingerprint"] == created["fingerprint"]
