@@ -119,7 +119,13 @@ def endpoint(view):
             if not caller.privs(store) and not any(
                     caller.privs(store, ns) for ns in _param_ns(request)):
                 raise SessionError(403, f"permission check failed: no privilege on /datastore/{store}")
-            return view(request, caller, cfg, cfg.engine(), *args, **kwargs)
+            try:
+                eng = cfg.engine()
+            except DatastoreError:
+                # Several nodes: a store's disk is on one of them (README, "several worker nodes").
+                raise SessionError(421, f"datastore '{store}' is not on this node ({settings.NODE_NAME}); "
+                                        f"connect to the node that holds its disk") from None
+            return view(request, caller, cfg, eng, *args, **kwargs)
         except SessionError as e:
             return JsonResponse({"errors": str(e)}, status=e.status)
         except DatastoreError as e:

@@ -427,6 +427,7 @@ def open_session(store: Datastore, store_name: str, kind: str, auth_id: str, ref
     held = _Held(store, sdir, "")
     try:
         sdir.mkdir(parents=True)
+        _flock_file(held.stack, sdir / "lock")      # first: a directory with a held lock is alive
         if kind == "backup":
             # A session that just ended may still hold the lock for a moment (its owner
             # process releases it within a second): wait that long, not longer.
@@ -434,7 +435,6 @@ def open_session(store: Datastore, store_name: str, kind: str, auth_id: str, ref
                 raise SessionError(409, f"backup group {ref.backup_type}/{ref.backup_id} is locked by "
                                         f"another running backup")
             held.stack.enter_context(store.writer("backup"))
-        _flock_file(held.stack, sdir / "lock")
         worker_id = f"{store_name}:{ref.ns + '/' if ref.ns else ''}{ref.backup_type}/{ref.backup_id}"
         task = create_task("datastores.tasks.client_session", kind, worker_id, auth_id, store=store_name)
         Task.objects.filter(pk=task.pk).update(state=Task.RUNNING, heartbeat=timezone.now(),
@@ -482,6 +482,8 @@ def cleanup_stale(store: Datastore) -> None:
         d = Path(e.path)
         if _flocked_by_someone(d / "lock"):
             continue
+        if not (d / "session.json").exists() and time.time() - e.stat().st_mtime < 60:
+            continue        # being created by another process this instant (mkdir, then flock)
         try:
             info = json.loads((d / "session.json").read_text())
             TaskLog(info["upid"]).end(False, "the server process serving the session ended")
