@@ -14,8 +14,8 @@ import json
 import shutil
 import ssl
 import time
-from pathlib import Path
 from functools import wraps
+from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import authenticate, get_user_model
@@ -23,8 +23,8 @@ from django.http import HttpResponse, JsonResponse
 from django.views.decorators.csrf import csrf_exempt
 
 from datastores.engine.blob import check_blob_crc
-from datastores.engine.datastore import (SnapshotRef, validate_backup_id, validate_backup_type, validate_ns,
-                                         parse_snapshot_name)
+from datastores.engine.datastore import (SnapshotRef, parse_snapshot_name, validate_backup_id,
+                                         validate_backup_type, validate_ns)
 from datastores.engine.errors import DatastoreError
 from datastores.engine.manifest import MANIFEST_NAME
 from datastores.engine.prune import KeepOptions, PruneItem, compute_prune, prune_mark_kept

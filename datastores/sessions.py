@@ -53,6 +53,7 @@ SESSIONS_DIR = ".sessions"
 IDLE_TIMEOUT = float(os.environ.get("PBSWEB_CLIENT_SESSION_TIMEOUT", "60"))
 MAX_CHUNK_BLOB = (16 << 20) + 4096          # a 16 MiB chunk plus blob header and zstd overhead
 PROGRESS_LOG_INTERVAL = 5.0
+HEARTBEAT_INTERVAL = 10.0     # the task heartbeat (pbsweb.worker.reap_dead_tasks) while a session lives
 MiB = 1024 * 1024
 
 
@@ -168,7 +169,10 @@ class Session:
         if not _flocked_by_someone(self.dir / "lock"):
             raise SessionError(410, f"session {self.info.sid} has ended: the server process that "
                                     f"held it is gone")
-        os.utime(self.dir / "lock")       # activity: the reaper aborts idle sessions
+        try:
+            os.utime(self.dir / "lock")   # activity: the reaper aborts idle sessions
+        except FileNotFoundError:
+            raise SessionError(410, f"session {self.info.sid} has ended") from None
         return self
 
     def ended(self) -> str | None:
@@ -225,6 +229,8 @@ class Session:
     def put_file(self, filename: str, data: bytes) -> dict:
         """Stage an index (every chunk it names must exist) or a blob of the snapshot."""
         validate_filename(filename)
+        if filename == MANIFEST_NAME:
+            raise SessionError(400, f"{filename}: the manifest is sent with finish, last")
         if filename.endswith((".didx", ".fidx")):
             index = read_index(data, filename)
             uploaded = self.uploaded()
@@ -391,6 +397,7 @@ class _Held:
     dir: Path
     upid: str
     stack: contextlib.ExitStack = field(default_factory=contextlib.ExitStack)
+    last_beat: float = 0.0
 
 
 _held: dict[str, _Held] = {}
@@ -508,7 +515,8 @@ def _reap_once() -> None:
         idle = now - (held.dir / "lock").stat().st_mtime
         if idle > IDLE_TIMEOUT:
             session.end(False, f"no request from the client for {idle:.0f} s (client gone or connection lost)")
-        else:
+        elif now - held.last_beat >= HEARTBEAT_INTERVAL:
+            held.last_beat = now
             Task.objects.filter(upid=held.upid, state=Task.RUNNING).update(heartbeat=timezone.now())
 
 

@@ -58,6 +58,16 @@ def test_backup_restore_identical_then_incremental_sends_only_new_chunks(net, tm
     assert f"{new} new" in log and f"{total_chunks - new} reused" in log and "not sent" in log
     assert log.rstrip().endswith("TASK OK") and task.state == "ok"
     assert "previous snapshot host/web01/" in log
+    assert task.store == "netstore" and task.result["new"] == new
+
+    # The session is in the task history like any task, with its log.
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+    admin = Client()
+    admin.force_login(get_user_model().objects.create_superuser("root@pbs", password="pw-1234567"))
+    page = admin.get(f"/tasks/{task.upid}/").content.decode()
+    assert "Backup netstore:host/web01" in page
+    assert "reused" in admin.get(f"/tasks/{task.upid}/log/").content.decode()
 
     # Listing, pattern restore, status.
     snaps = json.loads(client("snapshots", "--output-format", "json", env=env, check=0).stdout)
