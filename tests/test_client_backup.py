@@ -2,6 +2,7 @@
 (modes, mtimes, symlinks), change 1% and back up again (only new chunks are sent, as the
 client and the server's task log both say), --pattern, --exclude, listing, status."""
 import json
+import os
 import time
 
 import pytest
@@ -106,3 +107,11 @@ def test_exclude_image_and_catalog(net, tmp_path):
     assert '"root.tar/keep/a.txt" 1' in dump and "cache" not in dump
     client("catalog", "rebuild", snap, env=env, check=0)
     assert '"root.tar/keep/a.txt" 1' in client("catalog", "dump", snap, env=env, check=0).stdout
+
+    # --rate: 3 MiB of random data at 1 MiB/s takes about 3 s.
+    slow = tmp_path / "slow"
+    slow.mkdir()
+    (slow / "r.bin").write_bytes(os.urandom(3 * MiB))
+    t0 = time.monotonic()
+    client("backup", f"root.tar:{slow}", "--backup-id", "slow", "--rate", "1MiB", env=env, check=0)
+    assert time.monotonic() - t0 >= 2.5
