@@ -283,7 +283,7 @@ def prune(request, store):
         out.append({"backup-type": ref.backup_type, "backup-id": ref.backup_id, "backup-time": ref.time,
                     "keep": mark != "remove", "protected": mark == "protected", **({"ns": ref.ns} if ref.ns else {})})
     if not dry_run:
-        for ref, mark in sorted((x for x in plan if x[1] == "remove"), key=lambda x: x[0].time):
+        for ref, _mark in sorted((x for x in plan if x[1] == "remove"), key=lambda x: x[0].time):
             try:
                 eng.remove_snapshot(ref)
             except DatastoreError as e:

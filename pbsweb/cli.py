@@ -1,4 +1,5 @@
 """Helpers for the management commands: PBS-style tables, errors, running tasks."""
+import argparse
 import json
 import re
 import sys
@@ -58,3 +59,15 @@ def finish_task(task) -> None:
 
 def add_output_format(parser) -> None:
     parser.add_argument("--output-format", choices=["text", "json", "json-pretty"], default="text")
+
+
+def add_remote_store(parser, help_text: str, **kwargs) -> None:
+    """`--remote-store PREFIX`, the prefix in the bucket, as every command calls it. `--store` names a
+    local datastore everywhere (sync-job, backup, ...); here it is refused by `check_remote_store`."""
+    parser.add_argument("--remote-store", dest="remote_store", help=help_text, **kwargs)
+    parser.add_argument("--store", dest="local_store_flag", default=None, help=argparse.SUPPRESS)
+
+
+def check_remote_store(opts) -> None:
+    if opts.get("local_store_flag") is not None:
+        raise usage_error("--store: names a local datastore; give the prefix in the bucket as --remote-store")

@@ -403,7 +403,7 @@ class DrillJobForm(forms.Form):
     enabled = BoolField(label="Enabled", required=False, initial=True)
     comment = forms.CharField(label="Comment", required=False, max_length=255)
 
-    CLI_NAMES = {"id": "id", "remote_store": "store", "sample_size": "sample"}
+    CLI_NAMES = {"id": "id", "remote_store": "remote-store", "sample_size": "sample"}
 
     def __init__(self, *args, instance=None, **kwargs):
         self.instance = instance
@@ -462,7 +462,7 @@ RESTORE_KEY_NONE, RESTORE_KEY_UPLOAD = "", "upload"
 class RemoteRestoreForm(forms.Form):
     """Restore archive (from Remote → Content): one archive of a bucket snapshot to a path here."""
 
-    store = forms.CharField(label="Remote Store", required=False, max_length=255, widget=forms.HiddenInput)
+    remote_store = forms.CharField(label="Remote Store", required=False, max_length=255, widget=forms.HiddenInput)
     snapshot = forms.CharField(label="Snapshot", max_length=1024, widget=forms.HiddenInput)
     archive = forms.ChoiceField(label="Archive")
     target = forms.CharField(label="Target", max_length=4096,

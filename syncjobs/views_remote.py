@@ -67,12 +67,12 @@ def remote_content(request, remote):
     try:
         client = obj.client(counters=counters)
         ctx["stores"] = stores = store_prefixes(make_bucket(obj, client))
-        wanted = request.GET.get("store")
+        wanted = request.GET.get("remote_store")
         names = [s.prefix for s in stores]
         if wanted is not None and wanted.strip("/") in names:
             ctx["store"] = wanted.strip("/")
         elif wanted:
-            ctx["error"] = f"store: the bucket has no datastore under prefix '{wanted}'"
+            ctx["error"] = f"remote_store: the bucket has no datastore under prefix '{wanted}'"
         elif len(stores) == 1:
             ctx["store"] = stores[0].prefix
         if ctx["store"] is not None:
@@ -140,7 +140,7 @@ def remote_restore(request, remote):
         return HttpResponseForbidden("permission check failed: Sys.Modify on / (restoring writes to this server)")
     obj = get_object_or_404(Remote, remote_id=remote)
     params = request.POST if request.method == "POST" else request.GET
-    prefix = (params.get("store") or "").strip("/")
+    prefix = (params.get("remote_store") or "").strip("/")
     snap, error = _fetch_snapshot(obj, prefix, params.get("snapshot", ""))
     if snap is None:
         ctx = {"r": obj, "error": error, "form": None, "prefix": prefix}
@@ -162,7 +162,7 @@ def remote_restore(request, remote):
                               f"{obj.remote_id}:{prefix}:{snap.rel_dir}", request.user.username, args)
             return _done(request, task.url)
     else:
-        initial = {"store": prefix, "snapshot": snap.rel_dir}
+        initial = {"remote_store": prefix, "snapshot": snap.rel_dir}
         if params.get("archive"):
             initial["archive"] = params["archive"]
         form = RemoteRestoreForm(initial=initial, snapshot=snap)
@@ -219,7 +219,7 @@ def drill_add(request):
             return _done(request, "/drills/")
     else:
         initial = {"enabled": True, "schedule": "weekly", "sample_size": 2,
-                   "remote": request.GET.get("remote", ""), "remote_store": request.GET.get("store", "")}
+                   "remote": request.GET.get("remote", ""), "remote_store": request.GET.get("remote_store", "")}
         form = DrillJobForm(initial=initial)
     return _drill_dialog(request, form, "/drills/add/", "Add")
 

@@ -3,7 +3,6 @@ from django.core.management.base import BaseCommand
 from django.db.models.deletion import ProtectedError
 
 from pbsweb.cli import add_output_format, box_table, finish_task, print_output, usage_error
-from pbsweb.worker import run
 from syncjobs.forms import SyncJobForm, form_data_from_api, job_to_data, job_to_json
 from syncjobs.models import SyncJob
 
