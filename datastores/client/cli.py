@@ -229,7 +229,7 @@ def cmd_catalog(args, out):
             out.result(catalog)
         else:
             for archive, entries in catalog.items():
-                for path, kind, size, mtime, mode, _off, link in entries:
+                for path, kind, size, mtime, _mode, _off, link in entries:
                     line = f"{kind} \"{archive}/{path}\""
                     if kind == "f":
                         line += f" {size} {_fmt_time(mtime)}"
