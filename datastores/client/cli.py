@@ -379,6 +379,9 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("pbsweb-client: interrupted", file=sys.stderr)
         return 1
+    except BrokenPipeError:     # `pbsweb-client snapshots | head`: the reader went away
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except Exception as e:  # engine errors (DatastoreError, CorruptionError, OSError) name what failed
         if type(e).__name__ in ("DatastoreError", "CorruptionError") or isinstance(e, OSError):
             print(f"pbsweb-client: error: {e}", file=sys.stderr)
