@@ -48,8 +48,8 @@ def test_encrypted_backup_keeps_plaintext_off_the_server(net, tmp_path, s3_clien
     assert listing[0]["encrypted"] and listing[0]["fingerprint"] == created["fingerprint"]
 
     res = client("restore", snap, "root.tar", tmp_path / "nokey", env=env, check=1)
-    assert (f"snapshot {snap} is encrypted with key {created['fingerprint']}; pass its key with --keyfile"
-            in res.stderr)
+    assert (f"snapshot {snap} is encrypted with key {created['fingerprint']}; no key was given; "
+            "pass it with --keyfile" in res.stderr)
     assert not (tmp_path / "nokey").exists()
     other = tmp_path / "other.key"
     client("key", "create", other, "--kdf", "none", env=env, check=0)

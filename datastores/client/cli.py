@@ -383,7 +383,7 @@ def main(argv=None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
     except Exception as e:  # engine errors (DatastoreError, CorruptionError, OSError) name what failed
-        if type(e).__name__ in ("DatastoreError", "CorruptionError") or isinstance(e, OSError):
+        if any(c.__name__ == "DatastoreError" for c in type(e).__mro__) or isinstance(e, OSError):
             print(f"pbsweb-client: error: {e}", file=sys.stderr)
             return 1
         raise
