@@ -180,16 +180,17 @@ def run_sync_job(reporter, job_id: str, reconcile: bool = False) -> dict:
         reporter.log(f"Summary: removed {len(result.snapshots_removed)} vanished snapshots, deleted "
                      f"{result.objects_deleted} objects, {result.deferred_chunks} chunk deletions deferred "
                      f"(provider minimum storage {remote.min_storage_days} days)")
+    figures = {"bytes": result.bytes_transferred, "objects": result.objects_transferred,  # the dashboard's chart
+               "snapshots": len(result.snapshots_synced), "failed": len(result.snapshots_failed)}
     if result.snapshots_failed or result.errors:
         # as PBS: a sync that did not carry every snapshot failed, whatever else it did
         for name, why in result.snapshots_failed:
             reporter.log(f"Summary: snapshot {name} failed: {why}")
         for why in result.errors:
             reporter.log(f"Summary: error: {why}")
-        raise TaskError("sync failed with some errors")
+        raise TaskError("sync failed with some errors", result=figures)
     reporter.log(f"sync job '{job.job_id}' end")
-    return {"bytes": result.bytes_transferred, "objects": result.objects_transferred,  # the dashboard's chart
-            "snapshots": len(result.snapshots_synced), "failed": len(result.snapshots_failed)}
+    return figures
 
 
 def _why_nothing(result) -> str:
