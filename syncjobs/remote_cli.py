@@ -93,11 +93,12 @@ def do_content(stdout, opts) -> None:
             raise usage_error(f"--remote-store: the bucket {obj.bucket} has no datastore under prefix '{wanted}' "
                               f"(has: {', '.join(n or '/' for n in names) or 'none'})")
         chosen = [wanted.strip("/")] if wanted is not None else names
-        items, problems = [], []
+        items, problems, warnings = [], [], []
         for prefix in chosen:
             listing = list_snapshots(make_bucket(obj, client, prefix), ns)
             items += [snapshot_json(s, prefix) for s in listing.snapshots]
             problems += listing.unreadable
+            warnings += [listing.warning] if listing.warning else []
     except CommandError:
         raise
     except Exception as e:
@@ -118,6 +119,8 @@ def do_content(stdout, opts) -> None:
     stdout.write(box_table(["snapshot", "size", "files", "encrypted"], rows))
     for p in problems:
         stdout.write(f"unreadable manifest: {p}")
+    for w in warnings:
+        stdout.write(f"warning: {w}")
 
 
 def do_restore(stdout, opts) -> None:

@@ -112,7 +112,7 @@ def _fetch_snapshot(obj, prefix: str, rel_dir: str):
     from datastores.engine.errors import DatastoreError
     from remotes.engine.client import RequestCounters
     from syncjobs.engine.bucket import SyncError
-    from syncjobs.engine.pull import _remote_snapshot
+    from syncjobs.engine.bucket_source import remote_snapshot
     from syncjobs.engine.scope import MANIFEST_NAME, parse_snapshot_dir
     from syncjobs.remote_content import make_bucket
 
@@ -126,7 +126,7 @@ def _fetch_snapshot(obj, prefix: str, rel_dir: str):
         blob = bucket.get_if_exists(rel)
         if blob is None:
             return None, f"snapshot: s3://{bucket.bucket}/{bucket.key(rel)} does not exist"
-        return _remote_snapshot(rd, {}, blob, bucket.key(rel)), ""
+        return remote_snapshot(rd, {}, blob, bucket.key(rel)), ""
     except (SyncError, DatastoreError) as e:
         return None, f"snapshot: {e}"
     finally:
