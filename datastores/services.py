@@ -9,6 +9,7 @@ from datastores.engine.datastore import MARKER
 from datastores.engine.datastore import Datastore as EngineStore
 from datastores.engine.errors import DatastoreError
 from datastores.models import NAME_RE, Datastore
+from pbsweb.paths import overlaps_data_dir
 
 
 RESERVED_NAMES = {"add", "create"}   # URLs under /datastore/
@@ -43,6 +44,9 @@ def check_path(path: str) -> Path:
         raise FieldError("path", f"{path!r} must be an absolute path")
     p = Path(os.path.normpath(path))
     real = Path(os.path.realpath(p))
+    problem = overlaps_data_dir(p)
+    if problem:
+        raise FieldError("path", problem)
     for other in Datastore.objects.all():
         o = Path(os.path.realpath(other.path))
         if real == o:

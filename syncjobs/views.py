@@ -5,13 +5,14 @@ back as the same dialog with the error under its field (200 to htmx so it is
 swapped, 400 otherwise), nothing saved. Long work (a sync run) is a task.
 """
 from django.contrib import messages
-from django.http import HttpResponse, HttpResponseForbidden
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.encoding import iri_to_uri
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from datastores.models import Datastore
 from pbsweb.access import has_privilege, require
+from pbsweb.security import plain_error
 from syncjobs.forms import SCHEDULE_PRESETS, SyncJobForm, TrafficControlForm
 from syncjobs.models import JOB_PRIV, SyncJob, TrafficControlRule, permission_problem
 RULE_PRIV = "Sys.Modify"
@@ -96,7 +97,7 @@ def _dialog_response(request, form, *, action: str, title_action: str, next_url:
 def job_add(request):
     store_name = request.POST.get("store") if request.method == "POST" else request.GET.get("store")
     if not has_privilege(request.user, JOB_PRIV, _store_path(store_name)):
-        return HttpResponseForbidden(f"permission check failed: {JOB_PRIV} on {_store_path(store_name)}")
+        return plain_error(f"permission check failed: {JOB_PRIV} on {_store_path(store_name)}", status=403)
     page_store = request.GET.get("store") or request.POST.get("page_store") or ""
     default_next = f"/datastore/{page_store}/sync-jobs/" if page_store else "/sync-jobs/"
     next_url = _next_url(request, default_next)
@@ -104,7 +105,7 @@ def job_add(request):
         problem = permission_problem(request.user, store_name, request.POST.get("remote"),
                                      request.POST.get("direction"))
         if problem:
-            return HttpResponseForbidden(problem)
+            return plain_error(problem, status=403)
         form = SyncJobForm(request.POST)
         if form.is_valid():
             form.save()
@@ -131,7 +132,7 @@ def job_edit(request, job):
         problem = permission_problem(request.user, request.POST.get("store") or job.store.name,
                                      *job.remote_change(request.POST.get("remote"), request.POST.get("direction")))
         if problem:
-            return HttpResponseForbidden(problem)
+            return plain_error(problem, status=403)
         form = SyncJobForm(request.POST, instance=job)
         if form.is_valid():
             form.save()

@@ -5,12 +5,13 @@ requests are recorded on the remote like a sync run's. Restoring and drills
 are tasks (`reader`, `drill`).
 """
 from django.contrib import messages
-from django.http import HttpResponse, HttpResponseForbidden
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.encoding import iri_to_uri
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from pbsweb.access import has_privilege, require
+from pbsweb.security import plain_error
 from remotes.models import Remote
 from syncjobs.forms import SCHEDULE_PRESETS, DrillJobForm, RemoteRestoreForm
 from syncjobs.models import DrillJob
@@ -137,7 +138,7 @@ def remote_restore(request, remote):
     from syncjobs.tasks import save_restore_key
 
     if not has_privilege(request.user, "Sys.Modify", "/"):
-        return HttpResponseForbidden("permission check failed: Sys.Modify on / (restoring writes to this server)")
+        return plain_error("permission check failed: Sys.Modify on / (restoring writes to this server)", status=403)
     obj = get_object_or_404(Remote, remote_id=remote)
     params = request.POST if request.method == "POST" else request.GET
     prefix = (params.get("store") or "").strip("/")
