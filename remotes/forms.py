@@ -168,9 +168,6 @@ class ConnectionTestForm(RemoteForm):
             data["region"] = providers.region_from_endpoint(data["endpoint"]) or ""
         if data.get("min_storage_days") is None:
             data["min_storage_days"] = 0
-        err = cfg_rules.validate_endpoint(data["endpoint"])
-        if err:  # a malformed URL is named here, before anything tries to connect to it
-            self.add_error("endpoint", err.message)
         if data.get("ca_bundle"):
             message = validate_ca_bundle(data["ca_bundle"])
             if message:
