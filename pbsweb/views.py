@@ -259,9 +259,7 @@ def api_token_add(request):
     if not form.is_valid():
         return _tokens_page(request, form, status=400, show_dialog=True)
     data = form.cleaned_data
-    token, secret = create_token(data["user"], data["name"], data["comment"])
-    if data["role"]:
-        AclEntry.objects.create(token=token, path=data["path"], role=data["role"])
+    token, secret = create_token(data["user"], data["name"], data["comment"], data["role"], data["path"] or "/")
     # The secret is shown this once, as PBS does; only its hash is stored.
     return _tokens_page(request, TokenForm(), new_token=token, new_secret=secret)
 

@@ -180,9 +180,8 @@ def _user(django_user_model, role, grant, token=False):
     AclEntry.objects.create(user=user, path=grant, role=role)
     secret = None
     if token:
-        tok, secret = create_token(user, "matrix")
         # Admin on / for the token: it then holds exactly its user's rights (token ∩ user)
-        AclEntry.objects.create(token=tok, path="/", role="Admin")
+        tok, secret = create_token(user, "matrix", role="Admin", path="/")
         secret = f"PBSAPIToken={user.username}!matrix:{secret}"
     return user, secret
 

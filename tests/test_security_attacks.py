@@ -119,10 +119,7 @@ def store(tmp_path):
 
 def _token(user, name, role=None, path="/"):
     from pbsweb.apitokens import create_token
-    from pbsweb.models import AclEntry
-    token, secret = create_token(user, name)
-    if role:
-        AclEntry.objects.create(token=token, path=path, role=role)
+    token, secret = create_token(user, name, role=role, path=path)
     return {"Authorization": f"PBSAPIToken={token.tokenid}:{secret}"}
 
 
