@@ -10,12 +10,12 @@
 import re
 from pathlib import Path
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
 from pbsweb.models import ScheduledJob, Task
 from pbsweb.paths import data_file
+from pbsweb.worker import run
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{2,31}$")
 JOB_ID_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{1,31}$")
@@ -41,14 +41,6 @@ def validate_schedule(value: str) -> None:
         parse_schedule(value)
     except ScheduleError as e:
         raise ValidationError(str(e)) from None
-
-
-def queue_for(store_name: str) -> str:
-    """The Celery queue for a datastore's tasks: settings.DATASTORES_TASK_QUEUE (a name, or a
-    template with {store} for one queue per datastore as DESIGN §7 describes); default: the
-    default queue."""
-    template = settings.DATASTORES_TASK_QUEUE
-    return template.format(store=store_name)
 
 
 class Datastore(ScheduledJob):
@@ -100,10 +92,9 @@ class Datastore(ScheduledJob):
             raise DatastoreError(f"the passphrase of the key of datastore '{self.name}' cannot be read: {e}") from None
         return load_keyfile(self.key_path, passphrase)
 
-    def start(self, user: str) -> Task:
-        from pbsweb.worker import start_task
-        return start_task("datastores.tasks.garbage_collection", "garbage_collection", self.name, user,
-                          {"store": self.name}, queue=queue_for(self.name))
+    def start(self, user: str, **run_options) -> Task:
+        return run("datastores.tasks.garbage_collection", "garbage_collection", self.name, user,
+                   {"store": self.name}, store=self.name, **run_options)
 
 
 class PruneJob(ScheduledJob):
@@ -130,10 +121,9 @@ class PruneJob(ScheduledJob):
     def keep_text(self) -> str:
         return ", ".join(f"{k.replace('_', '-')}: {v}" for k, v in self.keep_dict().items()) or "keep all"
 
-    def start(self, user: str) -> Task:
-        from pbsweb.worker import start_task
-        return start_task("datastores.tasks.prunejob", "prunejob", f"{self.store.name}:{self.job_id}", user,
-                          {"job": self.job_id}, queue=queue_for(self.store.name))
+    def start(self, user: str, **run_options) -> Task:
+        return run("datastores.tasks.prunejob", "prunejob", f"{self.store.name}:{self.job_id}", user,
+                   {"job": self.job_id}, store=self.store.name, job=self.job_id, **run_options)
 
 
 class VerifyJob(ScheduledJob):
@@ -149,11 +139,9 @@ class VerifyJob(ScheduledJob):
     def __str__(self) -> str:
         return self.job_id
 
-    def start(self, user: str) -> Task:
-        from pbsweb.worker import start_task
-        return start_task("datastores.tasks.verificationjob", "verificationjob",
-                          f"{self.store.name}:{self.job_id}", user, {"job": self.job_id},
-                          queue=queue_for(self.store.name))
+    def start(self, user: str, **run_options) -> Task:
+        return run("datastores.tasks.verificationjob", "verificationjob", f"{self.store.name}:{self.job_id}",
+                   user, {"job": self.job_id}, store=self.store.name, job=self.job_id, **run_options)
 
 
 class DatastoreUsage(models.Model):

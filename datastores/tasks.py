@@ -1,12 +1,21 @@
 """Task functions of the datastores app (run by a Celery worker or inline by the CLI).
 
-Each takes the task reporter first and JSON-able keyword arguments; secrets
+Each takes the TaskContext first and JSON-able keyword arguments; secrets
 (a loaded key) arrive only as private arguments and are never stored.
 """
 import time
 
+from datastores.engine import gc
+from datastores.engine import verify as v
+from datastores.engine.backup import run_backup
+from datastores.engine.catalog import rebuild_catalog
 from datastores.engine.errors import DatastoreError
+from datastores.engine.prune import REMOVE
 from datastores.engine.report import Reporter
+from datastores.engine.restore import restore_archive
+from datastores.models import Datastore, PruneJob, VerifyJob
+from datastores.services import keep_options_from, prune_plan
+from pbsweb.models import Task
 from pbsweb.worker import task_function
 
 MiB = 1024 * 1024
@@ -35,7 +44,6 @@ class _HookReporter(Reporter):
 
 
 def _store(name):
-    from datastores.models import Datastore
     try:
         store = Datastore.objects.get(name=name)
     except Datastore.DoesNotExist:
@@ -50,11 +58,9 @@ def _find(eng, snapshot, ns=""):
 # -- backup / restore ------------------------------------------------------------------
 
 @task_function
-def backup(reporter, store, backup_type, backup_id, archives, ns="", backup_time=None, owner=None,
+def backup(ctx, store, backup_type, backup_id, archives, ns="", backup_time=None, owner=None,
            crypt=None, progress_hook=None):
-    from datastores.engine.backup import run_backup
-    if progress_hook:
-        reporter = _HookReporter(reporter, progress_hook)
+    reporter = _HookReporter(ctx, progress_hook) if progress_hook else ctx
     cfg, eng = _store(store)
     if ns and not eng.ns_path(ns).is_dir():
         eng.create_namespace(ns)
@@ -63,13 +69,12 @@ def backup(reporter, store, backup_type, backup_id, archives, ns="", backup_time
                         reporter=reporter, backup_time=backup_time, owner=owner)
     if cfg.verify_new:
         reporter.log("verify-new is set: verifying the new snapshot")
-        _verify_one(reporter, eng, result.ref, crypt)
+        _verify_one(ctx, eng, result.ref, crypt)
     return None
 
 
 @task_function
 def restore(reporter, store, snapshot, archive, target, ns="", crypt=None, progress_hook=None):
-    from datastores.engine.restore import restore_archive
     if progress_hook:
         reporter = _HookReporter(reporter, progress_hook)
     cfg, eng = _store(store)
@@ -92,7 +97,6 @@ def _store_key_for(cfg, eng, ref):
 
 @task_function
 def catalog_rebuild(reporter, store, snapshot=None, ns="", crypt=None):
-    from datastores.engine.catalog import rebuild_catalog
     cfg, eng = _store(store)
     refs = [_find(eng, snapshot, ns)] if snapshot else [r for r in eng.list_snapshots(ns or "") if r.finished]
     failed = 0
@@ -112,8 +116,6 @@ def catalog_rebuild(reporter, store, snapshot=None, ns="", crypt=None):
 # -- prune -------------------------------------------------------------------------------
 
 def _prune(reporter, store, ns="", keep=None, dry_run=False, max_depth=None, group=None):
-    from datastores.engine.prune import REMOVE
-    from datastores.services import keep_options_from, prune_plan
     cfg, eng = _store(store)
     keep_opts = keep_options_from(keep or {})
     ns = ns or ""
@@ -146,7 +148,7 @@ def _prune(reporter, store, ns="", keep=None, dry_run=False, max_depth=None, gro
             kept += 1
     if not dry_run:
         # PBS deletes oldest first
-        for ref, mark in sorted((p for p in plan if p[1] == REMOVE), key=lambda p: p[0].time):
+        for ref, _mark in sorted((p for p in plan if p[1] == REMOVE), key=lambda p: p[0].time):
             reporter.check_abort()
             try:
                 eng.remove_snapshot(ref)
@@ -164,78 +166,53 @@ def prune(reporter, store, ns="", keep=None, dry_run=False, max_depth=None, grou
 
 @task_function
 def prunejob(reporter, job):
-    from datastores.models import PruneJob
     j = PruneJob.objects.select_related("store").get(job_id=job)
     reporter.log(f"prune job '{j.job_id}' on datastore '{j.store.name}'")
     _prune(reporter, j.store.name, j.ns, j.keep_dict(), False, j.max_depth)
-    task = _current_task(reporter)
-    if task is not None:
-        PruneJob.objects.filter(pk=j.pk).update(last_task=task)
-
-
-def _current_task(reporter):
-    task = getattr(reporter, "task", None) or getattr(getattr(reporter, "inner", None), "task", None)
-    return task
 
 
 # -- garbage collection ------------------------------------------------------------------
 
-def _upid(reporter):
-    return getattr(_current_task(reporter), "upid", None)
-
-
 @task_function
-def garbage_collection(reporter, store):
-    from datastores.engine import gc
-    from datastores.models import Datastore
-    cfg, eng = _store(store)
-    task = _current_task(reporter)
-    if task is not None:
-        Datastore.objects.filter(pk=cfg.pk).update(last_task=task)
-    _wait_for_prunes(reporter, store, task)
-    gc.garbage_collection(eng, reporter, upid=_upid(reporter))
+def garbage_collection(ctx, store):
+    _, eng = _store(store)
+    _wait_for_prunes(ctx, store)
+    gc.garbage_collection(eng, ctx, upid=ctx.upid)
 
 
-def _wait_for_prunes(reporter, store, task, limit=3600):
+def _wait_for_prunes(ctx, store, limit=3600):
     """As PBS schedules them, prune comes before GC: wait for running prunes of this store."""
-    from django.db.models import Q
-    from pbsweb.models import Task
     deadline = time.monotonic() + limit
     said = False
     while time.monotonic() < deadline:
-        running = Task.objects.filter(state=Task.RUNNING, worker_type__in=["prune", "prunejob"]).filter(
-            Q(worker_id=store) | Q(worker_id__startswith=f"{store}:"))
-        if task is not None:
-            running = running.exclude(pk=task.pk)
-        if not running.exists():
+        running = Task.objects.filter(state=Task.RUNNING, worker_type__in=["prune", "prunejob"], store=store)
+        if not running.exclude(pk=ctx.task.pk).exists():
             return
         if not said:
-            reporter.log("waiting for the running prune of this datastore to finish first")
+            ctx.log("waiting for the running prune of this datastore to finish first")
             said = True
-        reporter.check_abort()
+        ctx.check_abort()
         time.sleep(1)
 
 
 # -- verify ----------------------------------------------------------------------------
 
-def _verify_one(reporter, eng, ref, crypt=None):
-    from datastores.engine import verify as v
-    result = v.verify_snapshot(eng, ref, reporter, crypt=crypt, upid=_upid(reporter))
+def _verify_one(ctx, eng, ref, crypt=None):
+    result = v.verify_snapshot(eng, ref, ctx, crypt=crypt, upid=ctx.upid)
     if not result.ok:
         raise DatastoreError(f"verification of snapshot {ref} failed: " + "; ".join(result.errors[:5]))
     return result
 
 
-def _verify_store(reporter, cfg, eng, ignore_verified, outdated_after, ns):
-    from datastores.engine import verify as v
+def _verify_store(ctx, cfg, eng, ignore_verified, outdated_after, ns):
     crypt = None
     if cfg.key_fingerprint:
         try:
             crypt = cfg.crypt_config()
         except Exception as e:  # a broken key must not stop verification of plain snapshots
-            reporter.warn(f"datastore key not usable: {e}")
-    job = v.verify_datastore(eng, reporter, ignore_verified=ignore_verified, outdated_after_days=outdated_after,
-                             ns=ns or "", crypt=crypt, upid=_upid(reporter))
+            ctx.warn(f"datastore key not usable: {e}")
+    job = v.verify_datastore(eng, ctx, ignore_verified=ignore_verified, outdated_after_days=outdated_after,
+                             ns=ns or "", crypt=crypt, upid=ctx.upid)
     if job.failed:
         names = ", ".join(str(r) for r in job.failed[:10])
         raise DatastoreError(f"verification failed for {len(job.failed)} snapshot(s): {names}")
@@ -254,11 +231,7 @@ def verify(reporter, store, snapshot=None, ns="", ignore_verified=False, outdate
 
 @task_function
 def verificationjob(reporter, job):
-    from datastores.models import VerifyJob
     j = VerifyJob.objects.select_related("store").get(job_id=job)
     cfg, eng = _store(j.store.name)
     reporter.log(f"verify job '{j.job_id}' on datastore '{cfg.name}'")
-    task = _current_task(reporter)
-    if task is not None:
-        VerifyJob.objects.filter(pk=j.pk).update(last_task=task)
     _verify_store(reporter, cfg, eng, j.ignore_verified, j.outdated_after, j.ns)

@@ -8,7 +8,8 @@ import json
 from functools import wraps
 
 from django.conf import settings
-from django.http import JsonResponse
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponse, JsonResponse
 from django.shortcuts import redirect
 
 from pbsweb.security import plain_error
@@ -88,7 +89,7 @@ def require(priv: str, path="/"):
             if not has_privilege(request.user, priv, target):
                 message = f"permission check failed: {priv} on {target}"
                 if request.path.startswith("/api2/"):
-                    return JsonResponse({"errors": message}, status=403)
+                    raise PermissionDenied(message)  # the API layer answers it (pbsweb/api.py)
                 return plain_error(message, status=403)
             return view(request, *args, **kwargs)
         return wrapper
@@ -159,3 +160,18 @@ class LoginRequiredMiddleware:
                 return JsonResponse({"errors": {field: message}}, status=400)
             return plain_error(f"{field}: {message}")
         return self.get_response(request)
+
+
+def forbidden(reason) -> HttpResponse:
+    """A page's 403 naming the missing privilege, as plain text (the reason may quote input)."""
+    return plain_error(str(reason), status=403)
+
+
+class _Root:
+    """Who the command line acts as by default: root@pam, every privilege (as proxmox-backup-manager)."""
+
+    username = "root@pam"
+    is_authenticated = is_active = is_superuser = True
+
+
+CLI_ROOT = _Root()

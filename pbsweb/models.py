@@ -1,11 +1,13 @@
 from datetime import timedelta
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from django.conf import settings
 from django.db import models
 from django.utils import timezone
 
 from pbsweb import tasklog
+from pbsweb.calendarevent import parse_schedule
+from pbsweb.registry import registry
 from pbsweb.upid import parse_upid
 
 
@@ -16,7 +18,7 @@ def task_url(upid: str) -> str:
 
 
 class Task(models.Model):
-    """One run of a long operation (DESIGN §4). The log stays a file."""
+    """One run of a long operation (docs/DESIGN.md §4). The log stays a file."""
 
     QUEUED, RUNNING, OK, WARNING, ERROR = "queued", "running", "ok", "warning", "error"
     STATES = [(s, s) for s in (QUEUED, RUNNING, OK, WARNING, ERROR)]
@@ -39,6 +41,11 @@ class Task(models.Model):
     function = models.CharField(max_length=255, blank=True)
     arguments = models.JSONField(default=dict, blank=True)
     queue = models.CharField(max_length=128, blank=True)
+    # Which datastore and job the task belongs to (blank: none), so nothing parses worker ids.
+    store = models.CharField(max_length=32, blank=True)
+    job = models.CharField(max_length=64, blank=True)
+    # What the task function returned: its figures (bytes sent, snapshots failed, ...).
+    result = models.JSONField(default=dict, blank=True)
 
     class Meta:
         ordering = ["-starttime", "-id"]
@@ -48,6 +55,7 @@ class Task(models.Model):
             models.Index(fields=["worker_type", "-starttime"]),
             # a job's runs (last successful sync on the dashboard, the job's Show log)
             models.Index(fields=["worker_type", "worker_id", "-starttime"]),
+            models.Index(fields=["store", "-starttime"]),
         ]
 
     def __str__(self) -> str:
@@ -72,8 +80,7 @@ class Task(models.Model):
 
     @property
     def description(self) -> str:
-        from pbsweb.worker import describe
-        return describe(self.worker_type, self.worker_id)
+        return registry.describe(self.worker_type, self.worker_id)
 
 
 class AclEntry(models.Model):
@@ -120,7 +127,6 @@ class ScheduledJob(models.Model):
         abstract = True
 
     def compute_next_run(self, after=None):
-        from pbsweb.calendarevent import parse_schedule
         if not self.schedule or not self.enabled:
             return None
         after = (after or timezone.now()).astimezone(timezone.get_current_timezone())
@@ -131,7 +137,8 @@ class ScheduledJob(models.Model):
         raise NotImplementedError
 
     def launch(self, user: str, **options) -> Task:
-        """Start the job now (schedule, Run now, API) and show the run as its last task."""
+        """Start the job now (schedule, Run now, API, CLI) and show the run as its last task: the
+        one place `last_task` is written. `options` go to `start()` (and on to worker.run())."""
         task = self.start(user, **options)
         type(self).objects.filter(pk=self.pk).update(last_task=task)
         self.last_task = task
@@ -154,41 +161,6 @@ class ApiToken(models.Model):
     @property
     def tokenid(self) -> str:
         return f"{self.user.username}!{self.name}"
-
-
-class TaskMetric(models.Model):
-    """A number a task reports about its run (e.g. a sync's `bytes` uploaded), for the dashboard charts.
-
-    Filled by `record_metric(task_or_upid, name, value)`; one row per (task, name)."""
-
-    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="metrics")
-    name = models.CharField(max_length=64)
-    value = models.FloatField()
-
-    class Meta:
-        unique_together = [("task", "name")]
-
-    def __str__(self) -> str:
-        return f"{self.task_id} {self.name}={self.value}"
-
-
-def record_metric(task_or_upid, name: str, value) -> "TaskMetric | None":
-    """Store (or replace) one metric of a task; a Task, its pk or its UPID. Never raises."""
-    import logging
-    if task_or_upid is None or value is None:
-        return None
-    try:
-        if isinstance(task_or_upid, Task):
-            task = task_or_upid
-        elif isinstance(task_or_upid, int):
-            task = Task.objects.get(pk=task_or_upid)
-        else:
-            task = Task.objects.get(upid=str(task_or_upid))
-        metric, _ = TaskMetric.objects.update_or_create(task=task, name=name, defaults={"value": float(value)})
-        return metric
-    except Exception:  # a metric is never worth failing a task for
-        logging.getLogger(__name__).warning("could not record metric %s of %s", name, task_or_upid, exc_info=True)
-        return None
 
 
 class NotificationTarget(models.Model):
@@ -223,7 +195,6 @@ class NotificationTarget(models.Model):
         query often hold a token, e.g. Slack's or Gotify's, so they are never shown back)."""
         if self.kind != self.WEBHOOK:
             return self.address
-        from urllib.parse import urlsplit
         parts = urlsplit(self.address)
         host = parts.netloc.rpartition("@")[2]
         hidden = parts.path not in ("", "/") or parts.query

@@ -16,6 +16,7 @@ from django.core.mail import send_mail
 from django.utils import timezone
 
 from pbsweb.models import NotificationTarget, Task
+from pbsweb.upid import new_upid
 
 log = logging.getLogger(__name__)
 
@@ -202,7 +203,6 @@ class NotificationForm(forms.ModelForm):
 
 def test_task() -> Task:
     """An unsaved task that stands for a finished one in a test notification."""
-    from pbsweb.upid import new_upid
     now = timezone.now()
     upid = new_upid(settings.NODE_NAME, "notificationtest", "test", "root@pam", int(now.timestamp()))
     return Task(upid=str(upid), node=upid.node, worker_type="notificationtest", worker_id="test",

@@ -1,4 +1,4 @@
-"""Settings for pbsweb (DESIGN §7).
+"""Settings for pbsweb (docs/DESIGN.md §7).
 
 Everything a deployment changes comes from the environment:
 PBSWEB_DATA_DIR, DATABASE_URL, CELERY_BROKER_URL, PBSWEB_NODE, PBSWEB_DEBUG,
@@ -70,6 +70,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "pbsweb.api.CsrfPreventionTokenMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -123,6 +124,7 @@ SESSION_COOKIE_AGE = 2 * 3600  # PBS tickets live two hours
 SESSION_SAVE_EVERY_REQUEST = True
 SESSION_COOKIE_SECURE = os.environ.get("PBSWEB_TLS", "1") == "1" and not os.environ.get("PBSWEB_INSECURE_COOKIES")
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+CSRF_FAILURE_VIEW = "pbsweb.api.csrf_failure"  # the API answers JSON
 SECURE_PROXY_SSL_HEADER = None
 # Browsers keep to HTTPS for this host once they saw it over HTTPS (sent only on HTTPS answers).
 SECURE_HSTS_SECONDS = int(os.environ.get("PBSWEB_HSTS_SECONDS", "31536000"))
@@ -175,6 +177,9 @@ DATASTORES_TASK_QUEUE = os.environ.get("PBSWEB_STORE_QUEUE", "")
 CELERY_BEAT_SCHEDULE = {
     "scheduler-tick": {"task": "pbsweb.tasks.scheduler_tick", "schedule": 60.0},
 }
+# The task history is pruned once a day, by age and by count (PBS keeps task logs both ways).
+TASK_HISTORY_DAYS = int(os.environ.get("PBSWEB_TASK_HISTORY_DAYS", "90"))
+TASK_HISTORY_COUNT = int(os.environ.get("PBSWEB_TASK_HISTORY_COUNT", "50000"))
 CELERY_BEAT_SCHEDULE_FILENAME = str(DATA_DIR / "celerybeat-schedule")
 
 # The Fernet key that encrypts secrets at rest (S3 secret keys, passphrases).

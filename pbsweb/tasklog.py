@@ -1,4 +1,4 @@
-"""Task log files (DESIGN §4), without Django.
+"""Task log files (docs/DESIGN.md §4), without Django.
 
 One file per task; each line is `<RFC3339 time>: <message>`; the last line is
 `TASK OK`, `TASK WARNINGS: <n>` or `TASK ERROR: <message>`. Readers follow a

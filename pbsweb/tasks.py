@@ -3,9 +3,12 @@ import logging
 
 from celery import shared_task
 from django.db import close_old_connections
+from django.utils import timezone
 
 from pbsweb.models import Task
-from pbsweb.worker import execute
+from pbsweb.registry import registry
+from pbsweb.scheduler import run_due_jobs
+from pbsweb.worker import execute, reap_dead_tasks
 
 log = logging.getLogger(__name__)
 
@@ -24,10 +27,12 @@ def run_task(upid: str) -> None:
 
 @shared_task(name="pbsweb.tasks.scheduler_tick")
 def scheduler_tick() -> int:
-    from pbsweb.dashboard import safe_record_usage_samples
-    from pbsweb.scheduler import run_due_jobs
-    from pbsweb.worker import reap_dead_tasks
     close_old_connections()
-    reap_dead_tasks()
-    safe_record_usage_samples()  # the dashboard's usage history, at most one sample an hour
-    return len(run_due_jobs())
+    now = timezone.now()
+    reap_dead_tasks(now)
+    for name, job in registry.tick_jobs:  # the apps' and the ground floor's periodic work
+        try:
+            job(now)
+        except Exception:  # the tick must go on starting jobs
+            log.exception("scheduler tick job '%s' failed", name)
+    return len(run_due_jobs(now))

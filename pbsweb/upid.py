@@ -1,4 +1,4 @@
-"""UPIDs as PBS writes them (DESIGN §4), without Django.
+"""UPIDs as PBS writes them (docs/DESIGN.md §4), without Django.
 
 UPID:<node>:<pid 8 hex>:<pstart 8 hex>:<task id 8 hex>:<start epoch 8 hex>:<worker type>:<worker id>:<user>:
 """

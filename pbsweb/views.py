@@ -6,15 +6,16 @@ from django.core.cache import cache
 from django.core.paginator import Paginator
 from django.http import Http404, HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
-from django.utils import timezone
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.http import require_POST, require_safe
 
+from pbsweb import dashboard as board
 from pbsweb import tasklog
 from pbsweb.access import require
 from pbsweb.apitokens import create_token
 from pbsweb.forms import AclForm, LoginForm, TokenForm, UserForm, qualified_username
-from pbsweb.models import AclEntry, ApiToken, Task
+from pbsweb.models import AclEntry, ApiToken, NotificationTarget, Task
+from pbsweb.notify import NotificationForm, send_test
 from pbsweb.security import plain_error
 from pbsweb.worker import request_stop
 
@@ -70,29 +71,7 @@ def logout_view(request):
 @require_safe
 @require("Sys.Audit")
 def dashboard(request):
-    from pbsweb import dashboard as board
-    now = timezone.now()
-    period = board.period_choice(request.GET.get("period", ""))
-    states = board.remote_states(now)
-    context = {
-        "period": period,
-        "summary": board.task_summary(period, now),
-        "longest": board.longest_tasks(period, now),
-        "running": board.running_tasks(),
-        "datastores": board.datastore_rows(now),
-        "remotes": states,
-        "warnings": board.warnings(states, now),
-        "has_sync_jobs": any(s.jobs for s in states) or _any_sync_job(),
-        "usage_chart": board.usage_chart(now),
-        "sync_chart": board.sync_chart(),
-        "overdue_hours": board.overdue_hours(),
-    }
-    return render(request, "dashboard.html", context)
-
-
-def _any_sync_job() -> bool:
-    from syncjobs.models import SyncJob
-    return SyncJob.objects.exists()
+    return render(request, "dashboard.html", board.page_context(request))
 
 
 def _filtered_tasks(request):
@@ -122,6 +101,7 @@ def task_list(request):
     return render(request, "tasks/list.html", {
         "page": page, "worker_type": worker_type, "state": state, "query": query.urlencode(),
         "types": sorted(Task.objects.order_by().values_list("worker_type", flat=True).distinct()),
+        "history_days": settings.TASK_HISTORY_DAYS, "history_count": f"{settings.TASK_HISTORY_COUNT:,}",
     })
 
 
@@ -275,14 +255,11 @@ def api_token_remove(request, id):
 @require("Sys.Audit")
 def dashboard_running(request):
     """The dashboard's Running Tasks card (htmx polls it every few seconds)."""
-    from pbsweb.dashboard import running_tasks
-    return render(request, "dashboard/running.html", {"running": running_tasks()})
+    return render(request, "dashboard/running.html", {"running": board.running_tasks()})
 
 
 def _notification_page(request, form=None, status=200, tested=None):
     """The grid; `form` (with errors) is the Add or Edit dialog to show open again."""
-    from pbsweb.models import NotificationTarget
-    from pbsweb.notify import NotificationForm
     editing = form is not None and form.instance.pk
     return render(request, "notifications/list.html", {
         "targets": NotificationTarget.objects.all(), "tested": tested,
@@ -301,7 +278,6 @@ def notifications(request):
 @require_POST
 @require("Sys.Modify")
 def notification_add(request):
-    from pbsweb.notify import NotificationForm
     form = NotificationForm(request.POST)
     if not form.is_valid():
         return _notification_page(request, form, status=400)
@@ -313,8 +289,6 @@ def notification_add(request):
 @require("Sys.Audit")
 def notification_detail(request, name):
     """The Edit dialog of a notification target (htmx puts it in #dialog-slot)."""
-    from pbsweb.models import NotificationTarget
-    from pbsweb.notify import NotificationForm
     target = get_object_or_404(NotificationTarget, name=name)
     return render(request, "notifications/dialog.html", {"form": NotificationForm(instance=target),
                                                          "edit_name": target.name})
@@ -323,8 +297,6 @@ def notification_detail(request, name):
 @require_POST
 @require("Sys.Modify")
 def notification_edit(request, name):
-    from pbsweb.models import NotificationTarget
-    from pbsweb.notify import NotificationForm
     target = get_object_or_404(NotificationTarget, name=name)
     form = NotificationForm(request.POST, instance=target)
     if not form.is_valid():
@@ -336,8 +308,6 @@ def notification_edit(request, name):
 @require_POST
 @require("Sys.Modify")
 def notification_test(request, name):
-    from pbsweb.models import NotificationTarget
-    from pbsweb.notify import send_test
     target = get_object_or_404(NotificationTarget, name=name)
     error = send_test(target)
     result = {"name": target.name, "ok": not error, "error": error}
@@ -349,6 +319,5 @@ def notification_test(request, name):
 @require_POST
 @require("Sys.Modify")
 def notification_remove(request, name):
-    from pbsweb.models import NotificationTarget
     NotificationTarget.objects.filter(name=name).delete()
     return redirect("notifications")

@@ -1,14 +1,14 @@
-"""The task system: every long operation runs as a Task with a log (DESIGN §4).
+"""The task system: every long operation runs as a Task with a log (docs/DESIGN.md, "Tasks").
 
-Apps register worker functions with @task_function. A function takes a
-TaskReporter as its first argument (the engines' Reporter protocol: log, warn,
-progress, check_abort) plus JSON-able keyword arguments. It runs either in a
-Celery worker (`start_task`) or in the calling process (`run_task_inline`, for
-the CLI). Either way one run per (worker type, worker id) at a time, enforced
-by an flock that dies with the process, so a killed task leaves no stale lock.
+Apps register task functions with @task_function. A function takes a TaskContext as its
+first argument (the engines' Reporter protocol: log, warn, progress, check_abort; plus the
+task, its UPID and user) and JSON-able keyword arguments; what it returns (a dict, or None)
+is stored as the task's JSON `result`. `run()` is the one way to start one: queued for a
+Celery worker once the caller's transaction commits, or `inline=True` in the calling process
+(the command line), streaming the log. Either way one run per (worker type, worker id) at a
+time, enforced by an flock that dies with the process, so a killed task leaves no stale lock.
 """
 import fcntl
-import importlib
 import logging
 import os
 import re
@@ -20,61 +20,39 @@ from pathlib import Path
 from typing import Callable
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 from django.utils import timezone
 
+# The Reporter protocol is the engines' (the one import of an engine here, docs/DESIGN.md).
 from datastores.engine.report import Reporter, TaskAborted
 from pbsweb import tasklog
+from pbsweb.celery import app as celery_app
 from pbsweb.models import Task
+from pbsweb.notify import notify_task_finished
+from pbsweb.registry import registry
 from pbsweb.upid import new_upid
 
 log = logging.getLogger(__name__)
 
-TASK_FUNCTIONS: dict[str, Callable] = {}
-
-DESCRIPTIONS = {
-    "backup": "Backup {id}",
-    "reader": "Restore {id}",
-    "prune": "Prune {id}",
-    "prunejob": "Prune Job {id}",
-    "garbage_collection": "Datastore {id} Garbage Collect",
-    "verify": "Verify {id}",
-    "verificationjob": "Verify Job {id}",
-    "syncjob": "Sync Job {id}",
-    "remotetest": "Remote {id} Test Connection",
-    "catalog": "Catalog rebuild {id}",
-    "drill": "Restore drill {id}",
-    "s3-refresh": "Refresh inventory {id}",
-}
-
-
-def describe(worker_type: str, worker_id: str) -> str:
-    template = DESCRIPTIONS.get(worker_type)
-    if template:
-        return template.format(id=worker_id).strip()
-    return f"{worker_type} {worker_id}".strip()
-
 
 def task_function(func: Callable) -> Callable:
     """Register a function that tasks may run, under `module.name`."""
-    TASK_FUNCTIONS[f"{func.__module__}.{func.__name__}"] = func
+    registry.task_functions[f"{func.__module__}.{func.__name__}"] = func
     return func
 
 
 def resolve_function(name: str) -> Callable:
-    """The registered function `module.name`, importing its module on first use."""
-    if name not in TASK_FUNCTIONS:
-        module = name.rpartition(".")[0]
-        if module.split(".")[0] in ("pbsweb", "datastores", "remotes", "syncjobs"):
-            importlib.import_module(module)
+    """The registered function `module.name` (apps register theirs when Django starts)."""
     try:
-        return TASK_FUNCTIONS[name]
+        return registry.task_functions[name]
     except KeyError:
         raise KeyError(f"unknown task function {name}") from None
 
 
-class TaskReporter(Reporter):
-    """Writes the task log, stores progress, and turns a stop request into TaskAborted."""
+class TaskContext(Reporter):
+    """What a task function gets: the task, its log, progress, and a stop request as TaskAborted.
+
+    Engines see only the Reporter methods; the task function also reads `task`, `upid`, `user`."""
 
     DB_INTERVAL = 1.0  # seconds between progress/abort round trips to the database
 
@@ -85,6 +63,14 @@ class TaskReporter(Reporter):
         self.warnings = 0
         self._last_db = 0.0
         self._pending_progress: tuple[float, str] | None = None
+
+    @property
+    def upid(self) -> str:
+        return self.task.upid
+
+    @property
+    def user(self) -> str:
+        return self.task.user
 
     def log(self, msg: str) -> None:
         text = self.writer.write(msg)
@@ -148,36 +134,43 @@ class JobLock:
             self.fd = None
 
 
-def create_task(function: str, worker_type: str, worker_id: str, user: str,
-                arguments: dict | None = None, queue: str = "") -> Task:
+def queue_for(store: str) -> str:
+    """The Celery queue of a datastore's tasks: settings.DATASTORES_TASK_QUEUE, a name or a
+    template with {store} (one queue per datastore, on the node that holds its disk); blank:
+    the default queue."""
+    return settings.DATASTORES_TASK_QUEUE.format(store=store) if store else ""
+
+
+def create_task(function: str, worker_type: str, worker_id: str, user: str, arguments: dict | None = None,
+                *, store: str = "", job: str = "", queue: str = "") -> Task:
+    """The Task row of a run, not yet started (run() starts it; tests start it themselves)."""
     resolve_function(function)
     now = timezone.now()
     upid = new_upid(settings.NODE_NAME, worker_type, worker_id, user, int(now.timestamp()))
     return Task.objects.create(
         upid=str(upid), node=upid.node, worker_type=worker_type, worker_id=worker_id, user=user,
-        starttime=now, function=function, arguments=arguments or {}, queue=queue,
+        starttime=now, function=function, arguments=arguments or {}, queue=queue, store=store, job=job,
     )
 
 
-def start_task(function: str, worker_type: str, worker_id: str, user: str,
-               arguments: dict | None = None, queue: str = "") -> Task:
-    """Queue a task for a Celery worker; returns at once (web requests use this)."""
-    from pbsweb.tasks import run_task
-    task = create_task(function, worker_type, worker_id, user, arguments, queue)
-    options = {"queue": queue} if queue else {}
-    run_task.apply_async(args=[task.upid], **options)
-    return task
+def run(function: str, worker_type: str, worker_id: str, user: str, arguments: dict | None = None, *,
+        store: str = "", job: str = "", inline: bool = False, echo=sys.stdout,
+        private: dict | None = None) -> Task:
+    """Start a task: the one entry for the console, the API, the scheduler and the command line.
 
-
-def run_task_inline(function: str, worker_type: str, worker_id: str, user: str,
-                    arguments: dict | None = None, echo=sys.stdout, private: dict | None = None) -> Task:
-    """Run a task in this process, streaming its log to `echo` (the CLI uses this).
-
-    `private` arguments (e.g. a secret typed into a dialog) reach the function
-    but are never stored with the task."""
-    task = create_task(function, worker_type, worker_id, user, arguments)
-    execute(task, echo=echo, private=private)
-    task.refresh_from_db()
+    `store` and `job` say which datastore and job the task belongs to (the task history's and
+    dashboard's filters; a store's tasks go to its queue). Queued, it reaches a Celery worker once
+    the current transaction commits; `inline`, it runs here, streaming its log to `echo`, and
+    `private` arguments (a key, a secret typed into a dialog) reach the function but are never
+    stored with the task."""
+    task = create_task(function, worker_type, worker_id, user, arguments, store=store, job=job,
+                       queue="" if inline else queue_for(store))
+    if inline:
+        execute(task, echo=echo, private=private)
+        task.refresh_from_db()
+    else:
+        options = {"queue": task.queue} if task.queue else {}
+        transaction.on_commit(lambda: celery_app.send_task("pbsweb.tasks.run_task", args=[task.upid], **options))
     return task
 
 
@@ -222,22 +215,22 @@ def reap_dead_tasks(now=None) -> list[Task]:
 def execute(task: Task, echo=None, private: dict | None = None) -> None:
     """Run a created task to its end, writing the final TASK line and state."""
     writer = tasklog.TaskLogWriter(task.log_path)
-    reporter = TaskReporter(task, writer, echo=echo)
+    context = TaskContext(task, writer, echo=echo)
     lock = JobLock(task.worker_type, task.worker_id)
     # The node that executes the task (a worker machine), not the one that created it.
     task.node = settings.NODE_NAME
     Task.objects.filter(pk=task.pk).update(state=Task.RUNNING, heartbeat=timezone.now(), node=task.node)
     heartbeat = Heartbeat(task.pk)
     heartbeat.start()
-    state, status = Task.ERROR, "unknown"
+    state, status, result = Task.ERROR, "unknown", None
     try:
         if task.abort_requested or Task.objects.filter(pk=task.pk, abort_requested=True).exists():
             raise TaskAborted("task aborted")
         if not lock.acquire():
-            raise TaskError(f"another {describe(task.worker_type, task.worker_id)} task is running")
-        resolve_function(task.function)(reporter, **task.arguments, **(private or {}))
-        if reporter.warnings:
-            state, status = Task.WARNING, f"WARNINGS: {reporter.warnings}"
+            raise TaskError(f"another {registry.describe(task.worker_type, task.worker_id)} task is running")
+        result = resolve_function(task.function)(context, **task.arguments, **(private or {}))
+        if context.warnings:
+            state, status = Task.WARNING, f"WARNINGS: {context.warnings}"
         else:
             state, status = Task.OK, "OK"
     except TaskAborted as exc:
@@ -251,11 +244,12 @@ def execute(task: Task, echo=None, private: dict | None = None) -> None:
         heartbeat.join()
         lock.release()
         final = f"TASK {status}" if state != Task.ERROR else f"TASK ERROR: {status}"
-        reporter.log(final)
+        context.log(final)
         writer.close()
         Task.objects.filter(pk=task.pk).update(
             state=state, status=status, endtime=timezone.now(),
             progress=1.0 if state != Task.ERROR else None,
+            result=result if isinstance(result, dict) else {},
         )
         _notify(task)
 
@@ -263,7 +257,6 @@ def execute(task: Task, echo=None, private: dict | None = None) -> None:
 def _notify(task: Task) -> None:
     """Tell the notification targets; a failing notification never fails the task."""
     try:
-        from pbsweb.notify import notify_task_finished
         notify_task_finished(task)
     except Exception:  # noqa: BLE001
         log.warning("notification for task %s failed", task.upid, exc_info=True)
@@ -273,15 +266,10 @@ class TaskError(Exception):
     """A failure whose message tells the user what went wrong; no traceback is logged."""
 
 
-# Engine errors (which cannot import this module) whose messages are written for users.
-USER_FACING_ERRORS = {"DatastoreError", "CorruptionError", "SyncError", "ValidationError", "ScheduleError"}
-
-
 def user_message(exc: Exception) -> tuple[str, bool]:
     """One line for the task log, and whether the error was an expected, user-facing one."""
     text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    expected = (isinstance(exc, (TaskError, OSError, ValueError))
-                or any(cls.__name__ in USER_FACING_ERRORS for cls in type(exc).__mro__))
+    expected = isinstance(exc, (OSError, ValueError, *registry.user_errors))
     if expected:
         return text or type(exc).__name__, True
     return (f"{type(exc).__name__}: {text}" if text else type(exc).__name__), False

@@ -70,6 +70,11 @@ class Remote(models.Model):
     def provider_label(self) -> str:
         return providers.provider_label(self.provider)
 
+    @property
+    def effective_min_storage_days(self) -> int:
+        """Days every object is billed for: the remote's setting or its provider's minimum."""
+        return max(self.min_storage_days or 0, providers.provider_min_storage_days(self.provider))
+
     def resolved_endpoint(self) -> str:
         return self.config(secret_key="", write_ca=False).resolved_endpoint()
 

@@ -4,7 +4,7 @@ from pathlib import Path
 
 from django.conf import settings
 
-from pbsweb.worker import TaskError, run_task_inline, task_function
+from pbsweb.worker import TaskError, run, task_function
 from remotes.engine.config import RemoteConfig
 from remotes.engine.connection_test import test_connection as engine_test_connection
 
@@ -98,5 +98,5 @@ def run_connection_test(user: str, *, remote=None, config: dict | None = None, s
         private["ca_bundle"] = ca_bundle or ""
     else:
         arguments["remote"] = remote.remote_id
-    task = run_task_inline(FUNCTION, "remotetest", worker_id, user, arguments, echo=echo, private=private)
+    task = run(FUNCTION, "remotetest", worker_id, user, arguments, inline=True, echo=echo, private=private)
     return task, (holder[0] if holder else None)

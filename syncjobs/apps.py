@@ -5,7 +5,17 @@ class SyncJobsConfig(AppConfig):
     name = "syncjobs"
 
     def ready(self):
-        # `remote content` / `remote restore`: subcommands of the remotes app's `remote` command,
-        # added from here so the remotes app knows nothing of sync jobs (DESIGN §1).
+        # What the ground floor learns of this app (docs/DESIGN.md, "The registry").
+        from pbsweb.registry import registry
+        from syncjobs import dashboard, tasks  # noqa: F401  (tasks: registers the task functions)
+        from syncjobs.engine.bucket import SyncError
         from syncjobs.remote_cli import install_remote_hook
+
+        registry.task_type("syncjob", "Sync Job {id}")
+        registry.task_type("drill", "Restore drill {id}")
+        registry.task_type("s3-refresh", "Refresh inventory {id}")
+        registry.user_error(SyncError)
+        dashboard.register()
+        # `remote content` / `remote restore`: subcommands of the remotes app's `remote` command,
+        # added from here so the remotes app knows nothing of sync jobs.
         install_remote_hook()

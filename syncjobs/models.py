@@ -11,6 +11,7 @@ import re
 from django.db import models
 
 from pbsweb.models import ScheduledJob, Task
+from pbsweb.worker import run
 
 JOB_ID_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{2,31}$")
 RULE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{2,31}$")
@@ -58,28 +59,12 @@ class SyncJob(ScheduledJob):
     def acl_path(self) -> str:
         return f"/datastore/{self.store.name}"
 
-    def remote_change(self, remote: str | None, direction: str | None) -> tuple[str | None, str | None]:
-        """The (remote, direction) an edit needs privileges for: none unless it changes them."""
-        remote, direction = remote or self.remote.remote_id, direction or self.direction
-        if (remote, direction) == (self.remote.remote_id, self.direction):
-            return None, None
-        return remote, direction
-
-    def start(self, user: str, reconcile: bool = False) -> Task:
-        from pbsweb.worker import start_task
+    def start(self, user: str, reconcile: bool = False, **run_options) -> Task:
         args = {"job_id": self.job_id}
         if reconcile:
             args["reconcile"] = True
-        return start_task("syncjobs.tasks.run_sync_job", "syncjob", self.worker_id, user, args,
-                          queue=_queue_for(self.store.name))
-
-
-def _queue_for(store_name: str) -> str:
-    try:
-        from datastores.models import queue_for
-    except ImportError:  # pragma: no cover
-        return ""
-    return queue_for(store_name)
+        return run("syncjobs.tasks.run_sync_job", "syncjob", self.worker_id, user, args,
+                   store=self.store.name, job=self.job_id, **run_options)
 
 
 class TrafficControlRule(models.Model):
@@ -145,11 +130,12 @@ class DrillJob(ScheduledJob):
     def acl_path(self) -> str:
         return f"/remote/{self.remote.remote_id}"
 
-    def start(self, user: str) -> Task:
-        from pbsweb.worker import start_task
-        return start_task("syncjobs.tasks.run_drill", "drill", self.worker_id, user,
-                          {"remote": self.remote.remote_id, "remote_store": self.remote_store,
-                           "sample": self.sample_size, "job_id": self.job_id})
+    def start(self, user: str, sample: int | None = None, seed: int | None = None, **run_options) -> Task:
+        args = {"remote": self.remote.remote_id, "remote_store": self.remote_store,
+                "sample": self.sample_size if sample is None else sample, "job_id": self.job_id}
+        if seed is not None:
+            args["seed"] = seed
+        return run("syncjobs.tasks.run_drill", "drill", self.worker_id, user, args, job=self.job_id, **run_options)
 
 
 def drill_worker_id(remote_id: str, remote_store: str) -> str:
@@ -176,18 +162,3 @@ class DrillRun(models.Model):
 
 
 JOB_PRIV = "Datastore.Modify"
-
-
-def permission_problem(user, store: str | None, remote: str | None, direction: str | None) -> str | None:
-    """Why `user` may not set up a job between `store` and `remote` (None if allowed). As PBS:
-    Datastore.Modify on the store, and on the remote Remote.DatastoreBackup to push to it
-    or Remote.Read to pull from it."""
-    from pbsweb.access import has_privilege
-    checks = [(JOB_PRIV, f"/datastore/{store}" if store else "/")]
-    if remote:
-        checks.append(("Remote.Read" if direction == "pull" else "Remote.DatastoreBackup", f"/remote/{remote}"))
-    for priv, path in checks:
-        if not has_privilege(user, priv, path):
-            return f"permission check failed: {priv} on {path}"
-    return None
-

@@ -12,8 +12,7 @@ from pathlib import Path
 from django.conf import settings
 from django.utils import timezone
 
-from pbsweb.models import record_metric
-from pbsweb.worker import task_function
+from pbsweb.worker import TaskError, task_function
 from syncjobs.engine.bucket import Bucket
 from syncjobs.engine.common import fmt_bytes
 from syncjobs.engine.inventory import Inventory
@@ -87,16 +86,14 @@ def remote_stored_bytes(remote, cfg) -> int:
 
 
 @task_function
-def run_sync_job(reporter, job_id: str, reconcile: bool = False) -> None:
+def run_sync_job(reporter, job_id: str, reconcile: bool = False) -> dict:
     from remotes.engine.client import RequestCounters
     from remotes.models import record_usage
 
     job = SyncJob.objects.select_related("store", "remote").filter(job_id=job_id).first()
     if job is None:
         raise RuntimeError(f"sync job '{job_id}' does not exist (removed?)")
-    task = getattr(reporter, "task", None)
-    if task is not None:
-        SyncJob.objects.filter(pk=job.pk).update(last_task=task)
+    task = reporter.task
     remote = job.remote
     reporter.log(f"Starting datastore sync job '{job.worker_id}'")
     cfg = remote.config()
@@ -160,7 +157,6 @@ def run_sync_job(reporter, job_id: str, reconcile: bool = False) -> None:
         last_chunks=result.chunks_transferred, last_deleted=result.objects_deleted,
         last_deferred=result.deferred_chunks, last_snapshots=len(result.snapshots_synced),
         last_summary=result.summary[:2000], last_run_end=timezone.now())
-    record_metric(task, "bytes", result.bytes_transferred)  # the dashboard's bytes-per-run chart
     if not result.bytes_transferred and not result.snapshots_failed:
         reporter.log(f"Summary: {verb} nothing - {_why_nothing(result)}")
     else:
@@ -174,7 +170,16 @@ def run_sync_job(reporter, job_id: str, reconcile: bool = False) -> None:
         reporter.log(f"Summary: removed {len(result.snapshots_removed)} vanished snapshots, deleted "
                      f"{result.objects_deleted} objects, {result.deferred_chunks} chunk deletions deferred "
                      f"(provider minimum storage {remote.min_storage_days} days)")
+    if result.snapshots_failed or result.errors:
+        # as PBS: a sync that did not carry every snapshot failed, whatever else it did
+        for name, why in result.snapshots_failed:
+            reporter.log(f"Summary: snapshot {name} failed: {why}")
+        for why in result.errors:
+            reporter.log(f"Summary: error: {why}")
+        raise TaskError("sync failed with some errors")
     reporter.log(f"sync job '{job.job_id}' end")
+    return {"bytes": result.bytes_transferred, "objects": result.objects_transferred,  # the dashboard's chart
+            "snapshots": len(result.snapshots_synced), "failed": len(result.snapshots_failed)}
 
 
 def _why_nothing(result) -> str:
@@ -221,20 +226,17 @@ def run_drill(reporter, remote: str, remote_store: str = "", sample: int = 2, jo
     """Task `drill`: verify what a remote's bucket holds by downloading and restoring it."""
     import time as _time
 
-    from pbsweb.worker import TaskError
     from remotes.engine.client import RequestCounters
     from remotes.models import Remote, record_usage
-    from syncjobs.drills import DrillResult, drill_prefix
+    from syncjobs.engine.drill import DrillResult, drill_prefix
     from syncjobs.models import DrillJob, DrillRun
     from syncjobs.remote_content import make_bucket, store_prefixes
 
     obj = Remote.objects.filter(remote_id=remote).first()
     if obj is None:
         raise TaskError(f"remote '{remote}' does not exist (removed?)")
-    task = getattr(reporter, "task", None)
+    task = reporter.task
     job = DrillJob.objects.filter(job_id=job_id).first() if job_id else None
-    if job is not None and task is not None:
-        DrillJob.objects.filter(pk=job.pk).update(last_task=task)
     seed = int(seed) if seed is not None else int(_time.time())
     counters = RequestCounters()
     client = obj.client(counters=counters)
@@ -282,7 +284,7 @@ def run_drill(reporter, remote: str, remote_store: str = "", sample: int = 2, jo
     now = timezone.now()
     DrillRun.objects.create(remote=obj, job=job, remote_store=remote_store, time=now,
                             snapshots=len(total.snapshots), chunks=total.chunks, ok=ok, message=message[:2000],
-                            bytes_downloaded=downloaded, task_upid=getattr(task, "upid", "") or "")
+                            bytes_downloaded=downloaded, task_upid=task.upid)
     if job is not None:
         DrillJob.objects.filter(pk=job.pk).update(last_time=now, last_snapshots=len(total.snapshots), last_ok=ok,
                                                   last_message=message[:2000], last_bytes=downloaded)
@@ -345,7 +347,6 @@ def restore_from_remote(reporter, remote: str, remote_store: str, snapshot: str,
     import os
 
     from datastores.models import Datastore
-    from pbsweb.worker import TaskError
     from remotes.engine.client import RequestCounters
     from remotes.models import Remote, record_usage
     from syncjobs.engine.pull import restore_from_bucket
@@ -361,7 +362,7 @@ def restore_from_remote(reporter, remote: str, remote_store: str, snapshot: str,
         if ds is None or not ds.has_key():
             raise TaskError(f"datastore '{key_store}' has no encryption key")
         crypt = ds.crypt_config()
-    task = getattr(reporter, "task", None)
+    task = reporter.task
     counters = RequestCounters()
     bucket = make_bucket(obj, obj.client(counters=counters), remote_store)
     reporter.log(f"restore {archive} of s3://{bucket.bucket}/{bucket.key(snapshot)} to {target}"

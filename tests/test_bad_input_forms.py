@@ -137,14 +137,7 @@ FORMS = {
 
 @pytest.mark.parametrize("name", sorted(FORMS))
 def test_form_rejects_bad_input_naming_the_field(name, admin_client, world, monkeypatch):
-    import datastores.services
-    from pbsweb import worker
 
-    # Forms that start a task (prune now) must not need a broker here: the task is only created.
-    monkeypatch.setattr(worker, "start_task", lambda *a, **k: worker.create_task(*a, **k))
-    monkeypatch.setattr(datastores.services, "start_store_task",
-                        lambda *a, **k: worker.create_task(*a, **{x: y for x, y in k.items() if x != "queue"}),
-                        raising=False)
     url, valid, fields = FORMS[name]
 
     @FUZZ
@@ -224,15 +217,6 @@ APIS = {
 @pytest.mark.parametrize("name", sorted(APIS))
 @pytest.mark.parametrize("encoding", ["json", "form"])
 def test_api_rejects_bad_input_naming_the_field(name, encoding, admin_client, world, monkeypatch):
-    import datastores.services
-    from pbsweb import worker
-    monkeypatch.setattr(worker, "start_task", lambda *a, **k: worker.create_task(*a, **k))
-    monkeypatch.setattr(datastores.services, "start_store_task",
-                        lambda *a, **k: worker.create_task(*a, **{x: y for x, y in k.items() if x != "queue"}),
-                        raising=False)
-    import datastores.api
-    monkeypatch.setattr(datastores.api, "start_task",
-                        lambda *a, **k: worker.create_task(*a, **{x: y for x, y in k.items() if x != "queue"}))
     url, valid, fields = APIS[name]
 
     @FUZZ

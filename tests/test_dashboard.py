@@ -9,10 +9,12 @@ import pytest
 from django.utils import timezone
 
 from datastores.models import Datastore, DatastoreUsage, PruneJob
+from datastores import dashboard as store_board
 from pbsweb import dashboard
-from pbsweb.models import Task, TaskMetric, record_metric
+from pbsweb.models import Task
 from pbsweb.upid import new_upid
 from remotes.models import Remote
+from syncjobs import dashboard as sync_board
 from syncjobs.models import SyncJob
 
 pytestmark = pytest.mark.django_db
@@ -21,12 +23,13 @@ DAY = 86400
 
 
 def make_task(worker_type="syncjob", worker_id="r1:store1:store1::job1", state=Task.OK, start=None,
-              seconds=60, status=None):
+              seconds=60, status=None, result=None):
     start = start or timezone.now() - timedelta(minutes=10)
     upid = new_upid("testnode", worker_type, worker_id, "root@pam", int(start.timestamp()))
     end = None if state in (Task.RUNNING, Task.QUEUED) else start + timedelta(seconds=seconds)
     return Task.objects.create(upid=str(upid), node="testnode", worker_type=worker_type, worker_id=worker_id,
                                user="root@pam", starttime=start, endtime=end, state=state,
+                               store="store1", job=worker_id.rsplit(":", 1)[-1], result=result or {},
                                status=status if status is not None else {"ok": "OK", "warning": "WARNINGS: 1",
                                                                          "error": "boom"}.get(state, ""))
 
@@ -56,7 +59,7 @@ def make_job(store, remote, job_id="job1", **extra):
 def test_estimate_full_exact_line():
     # usage 0.50, 0.51, ... 0.59 one day apart: full when 0.5 + 0.01·i = 1, i.e. day 50
     samples = [(T0 + i * DAY, 500 + 10 * i, 500 - 10 * i) for i in range(10)]
-    assert dashboard.estimate_full(samples) == pytest.approx(T0 + 50 * DAY, abs=1)
+    assert store_board.estimate_full(samples) == pytest.approx(T0 + 50 * DAY, abs=1)
 
 
 def test_estimate_full_hand_computed_fit():
@@ -64,26 +67,26 @@ def test_estimate_full_hand_computed_fit():
     # b = 1.9/28 per day, a = 5.9/28 (at t=0), full at (1 - a)/b = 22.1/1.9 = 11.63 days
     usage = [0.2, 0.3, 0.3, 0.5, 0.4, 0.6, 0.6]
     samples = [(T0 + i * DAY, round(u * 1000), round((1 - u) * 1000)) for i, u in enumerate(usage)]
-    assert dashboard.estimate_full(samples) == pytest.approx(T0 + 22.1 / 1.9 * DAY, abs=1)
-    assert dashboard.linear_regression([0, 1, 2, 3, 4, 5, 6], usage) == pytest.approx((5.9 / 28, 1.9 / 28))
+    assert store_board.estimate_full(samples) == pytest.approx(T0 + 22.1 / 1.9 * DAY, abs=1)
+    assert store_board.linear_regression([0, 1, 2, 3, 4, 5, 6], usage) == pytest.approx((5.9 / 28, 1.9 / 28))
 
 
 def test_estimate_full_needs_seven_points_and_growth():
     six = [(T0 + i * DAY, 500 + i, 500 - i) for i in range(6)]
-    assert dashboard.estimate_full(six) is None
-    assert dashboard.estimated_full_text(None) == "not enough data"
+    assert store_board.estimate_full(six) is None
+    assert store_board.estimated_full_text(None) == "not enough data"
     flat = [(T0 + i * DAY, 500, 500) for i in range(8)]
     shrinking = [(T0 + i * DAY, 500 - 10 * i, 500 + 10 * i) for i in range(8)]
-    assert dashboard.estimate_full(flat) == 0
-    assert dashboard.estimate_full(shrinking) == 0
-    assert dashboard.estimated_full_text(0) == "never"
+    assert store_board.estimate_full(flat) == 0
+    assert store_board.estimate_full(shrinking) == 0
+    assert store_board.estimated_full_text(0) == "never"
 
 
 def test_usage_is_used_over_used_plus_avail():
     # total includes reserved blocks: used 300 + avail 300 of total 1000 is 50 % full, not 30 %
     samples = [(T0 + i * DAY, 300 + 6 * i, 300 - 6 * i) for i in range(8)]
     # usage = 0.5 + 0.01·i  -> full at day 50
-    assert dashboard.estimate_full(samples) == pytest.approx(T0 + 50 * DAY, abs=1)
+    assert store_board.estimate_full(samples) == pytest.approx(T0 + 50 * DAY, abs=1)
 
 
 # -- usage samples -------------------------------------------------------------------
@@ -91,10 +94,10 @@ def test_usage_is_used_over_used_plus_avail():
 def test_samples_recorded_at_most_once_an_hour(tmp_path):
     store = make_store(tmp_path)
     now = timezone.now()
-    assert dashboard.record_usage_samples(now) == 1
-    assert dashboard.record_usage_samples(now + timedelta(minutes=1)) == 0
-    assert dashboard.record_usage_samples(now + timedelta(minutes=30)) == 0
-    assert dashboard.record_usage_samples(now + timedelta(minutes=61)) == 1
+    assert store_board.record_usage_samples(now) == 1
+    assert store_board.record_usage_samples(now + timedelta(minutes=1)) == 0
+    assert store_board.record_usage_samples(now + timedelta(minutes=30)) == 0
+    assert store_board.record_usage_samples(now + timedelta(minutes=61)) == 1
     samples = list(DatastoreUsage.objects.filter(store=store))
     assert len(samples) == 2
     assert all(s.total_bytes > 0 and 0 <= s.used_bytes <= s.total_bytes for s in samples)
@@ -119,7 +122,7 @@ def test_dashboard_shows_usage_and_estimated_full(admin_client, tmp_path):
         used = int(total * (0.5 + 0.01 * i))
         DatastoreUsage.objects.create(store=store, time=now - timedelta(days=9 - i), used_bytes=used,
                                       total_bytes=total, avail_bytes=total - used)
-    rows = dashboard.datastore_rows(now)
+    rows = store_board.datastore_rows(now)
     expected = (now + timedelta(days=41)).timestamp()
     assert rows[0]["estimate"] == pytest.approx(expected, abs=60)
     html = admin_client.get("/").content.decode()
@@ -134,7 +137,7 @@ def test_dashboard_shows_usage_and_estimated_full(admin_client, tmp_path):
 
 def test_store_with_few_samples_says_not_enough_data(admin_client, tmp_path):
     make_store(tmp_path)
-    dashboard.record_usage_samples()
+    store_board.record_usage_samples()
     html = admin_client.get("/").content.decode()
     row = re.search(r'<tr data-store="store1">.*?</tr>', html, re.S).group(0)
     assert "Not enough data" in row
@@ -164,7 +167,7 @@ def test_warning_remote_overdue_and_missed_schedule(admin_client, tmp_path):
     job = make_job(store, remote, schedule="daily", next_run=timezone.now() - timedelta(hours=3))
     task = make_task(state=Task.OK, worker_id=job.worker_id, start=timezone.now() - timedelta(hours=40))
     SyncJob.objects.filter(pk=job.pk).update(last_task=task)
-    warnings = dashboard.warnings()
+    warnings = sync_board.warnings()
     assert "remote-overdue" in kinds(warnings) and "schedule-missed" in kinds(warnings)
     text = next(w["text"] for w in warnings if w["kind"] == "remote-overdue")
     assert "Remote 'r1' has no successful sync for 39 h (more than 36 h)" in text
@@ -180,7 +183,7 @@ def test_no_overdue_warning_for_recent_sync(tmp_path):
     job = make_job(store, remote, schedule="daily", next_run=timezone.now() + timedelta(hours=3))
     task = make_task(state=Task.OK, worker_id=job.worker_id, start=timezone.now() - timedelta(hours=2))
     SyncJob.objects.filter(pk=job.pk).update(last_task=task)
-    assert not {"remote-overdue", "schedule-missed", "sync-failed"} & set(kinds(dashboard.warnings()))
+    assert not {"remote-overdue", "schedule-missed", "sync-failed"} & set(kinds(sync_board.warnings()))
 
 
 def test_warning_never_drilled(admin_client, tmp_path):
@@ -205,7 +208,7 @@ def test_warning_wasabi_short_retention(tmp_path, keep, warn):
     remote = make_remote(provider="wasabi", min_storage_days=90)
     make_job(store, remote, remove_vanished=True)
     PruneJob.objects.create(job_id="keep", store=store, schedule="daily", **keep)
-    found = [w for w in dashboard.warnings() if w["kind"] == "short-retention"]
+    found = [w for w in sync_board.warnings() if w["kind"] == "short-retention"]
     assert bool(found) == warn
     if warn:
         assert "Remote 'r1' bills 90 days minimum" in found[0]["text"]
@@ -216,14 +219,14 @@ def test_no_retention_warning_for_other_providers(tmp_path):
     store = make_store(tmp_path)
     make_job(store, make_remote(provider="b2"), remove_vanished=True)
     PruneJob.objects.create(job_id="keep", store=store, keep_daily=7)
-    assert "short-retention" not in kinds(dashboard.warnings())
+    assert "short-retention" not in kinds(sync_board.warnings())
 
 
 def test_retention_days_estimate():
-    assert dashboard.retention_days({}) is None
-    assert dashboard.retention_days({"keep_last": 5}) == 0
-    assert dashboard.retention_days({"keep_daily": 7, "keep_weekly": 4, "keep_monthly": 6}) == 180
-    assert dashboard.retention_days({"keep_hourly": 48}) == 2
+    assert sync_board.retention_days({}) is None
+    assert sync_board.retention_days({"keep_last": 5}) == 0
+    assert sync_board.retention_days({"keep_daily": 7, "keep_weekly": 4, "keep_monthly": 6}) == 180
+    assert sync_board.retention_days({"keep_hourly": 48}) == 2
 
 
 # -- task summary ---------------------------------------------------------------------
@@ -286,31 +289,17 @@ def test_every_dashboard_grid_sorts(admin_client, tmp_path):
 
 # -- sync chart -------------------------------------------------------------------
 
-def test_sync_chart_reads_task_metrics(admin_client, tmp_path):
+def test_sync_chart_reads_task_results(admin_client, tmp_path):
     store, remote = make_store(tmp_path), make_remote()
     job = make_job(store, remote)
-    t1 = make_task(worker_id=job.worker_id, start=timezone.now() - timedelta(hours=5), seconds=30)
-    t2 = make_task(worker_id=job.worker_id, start=timezone.now() - timedelta(hours=1), seconds=90)
-    assert record_metric(t1, "bytes", 5 * 2 ** 20) is not None
-    record_metric(t2.upid, "bytes", 1024)
-    record_metric(t2.upid, "bytes", 2048)  # replaces
-    assert record_metric("UPID:nope", "bytes", 1) is None  # never raises
-    assert TaskMetric.objects.count() == 2
-    chart = dashboard.sync_chart()
+    make_task(worker_id=job.worker_id, start=timezone.now() - timedelta(hours=5), seconds=30,
+              result={"bytes": 5 * 2 ** 20})
+    make_task(worker_id=job.worker_id, start=timezone.now() - timedelta(hours=1), seconds=90, result={"bytes": 2048})
+    chart = sync_board.sync_chart()
     assert chart["bytes"] == [5 * 2 ** 20, 2048] and chart["duration"] == [30, 90]
     assert chart["jobs"] == ["job1", "job1"]
     html = admin_client.get("/").content.decode()
     assert 'data-chart="sync"' in html and "vendor/uplot/uPlot.iife.min.js" in html
-
-
-def test_sync_chart_falls_back_to_log_summary(tmp_path):
-    from pbsweb import tasklog
-    task = make_task()
-    writer = tasklog.TaskLogWriter(task.log_path)
-    writer.write("Summary: uploaded 12 objects (10 chunks), 1.5 MiB, 1 snapshots synced")
-    writer.write("TASK OK")
-    writer.close()
-    assert dashboard.sync_chart()["bytes"] == [1.5 * 2 ** 20]
 
 
 # -- empty states and access -----------------------------------------------------------
@@ -345,15 +334,15 @@ def test_lag_behind_local(admin_client, tmp_path):
     store = make_store_with_backups(tmp_path, backups=3)  # snapshots at T0, T0+1h, T0+2h
     remote = make_remote()
     job = make_job(store, remote)
-    assert dashboard.remote_states()[0].lag_text == "never synced"
+    assert sync_board.remote_states()[0].lag_text == "never synced"
     at = datetime.fromtimestamp(T0 + 3600 + 60, tz=dt_timezone.utc)
     make_task(worker_id=job.worker_id, start=at)  # took the first two snapshots
-    state = dashboard.remote_states()[0]
+    state = sync_board.remote_states()[0]
     assert state.lag == timedelta(hours=1) and state.lag_text == ""
     row = re.search(r'<tr data-remote="r1">.*?</tr>', admin_client.get("/").content.decode(), re.S).group(0)
     assert "1h 00m" in row
     make_task(worker_id=job.worker_id, start=datetime.fromtimestamp(T0 + 7200 + 60, tz=dt_timezone.utc))
-    assert dashboard.remote_states()[0].lag_text == "up to date"
+    assert sync_board.remote_states()[0].lag_text == "up to date"
 
 
 def test_drill_status_shown_and_warned(admin_client, tmp_path):

@@ -12,7 +12,8 @@ from django.core import mail
 
 from pbsweb import notify
 from pbsweb.models import NotificationTarget, Task
-from pbsweb.worker import run_task_inline, task_function
+from pbsweb import worker
+from pbsweb.worker import task_function
 
 pytestmark = pytest.mark.django_db
 
@@ -64,7 +65,7 @@ def hook():
 
 
 def run(function="tests.test_notifications.notify_test_fails", worker_type="syncjob", worker_id="r1:s:s::job1"):
-    return run_task_inline(function, worker_type, worker_id, "root@pam", {}, echo=None)
+    return worker.run(function, worker_type, worker_id, "root@pam", {}, inline=True, echo=None)
 
 
 def test_webhook_receives_failed_task(hook, monkeypatch):

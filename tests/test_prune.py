@@ -105,10 +105,8 @@ def test_prune_job_dialog_validates_and_adds(admin_client, store):
 
 def test_prune_job_runs_as_a_task_with_pbs_log_lines(store):
     from pbsweb.models import Task
-    from pbsweb.worker import create_task, execute
     job = PruneJob.objects.create(job_id="nightly", store=store, schedule="daily", keep_last=2)
-    task = create_task("datastores.tasks.prunejob", "prunejob", "prune1:nightly", "root@pam", {"job": "nightly"})
-    execute(task)
+    task = job.launch("root@pam", inline=True, echo=None)
     task = Task.objects.get(pk=task.pk)
     log = task.log_path.read_text()
     assert task.state == Task.OK, log

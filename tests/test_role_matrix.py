@@ -22,7 +22,8 @@ pytestmark = pytest.mark.django_db
 
 ALL = {"Sys.Audit", "Sys.Modify", "Permissions.Modify", "Datastore.Audit", "Datastore.Allocate",
        "Datastore.Modify", "Datastore.Read", "Datastore.Verify", "Datastore.Backup", "Datastore.Prune",
-       "Remote.Audit", "Remote.Modify", "Remote.Read"}
+       "Remote.Audit", "Remote.Modify", "Remote.Read", "Remote.DatastoreBackup", "Remote.DatastorePrune",
+       "Remote.DatastoreModify"}
 ROLE_PRIVILEGES = {
     "Admin": ALL,
     "NoAccess": set(),
@@ -121,7 +122,9 @@ ENDPOINTS = [
     ("PUT", "/api2/json/config/remote/remote1", "Remote.Modify", RM, {"comment": "changed"}, True),
     ("POST", "/api2/json/config/remote/remote1/test", "Remote.Modify", RM, {}, True),
     ("POST", "/api2/json/config/sync", "Datastore.Modify", DS, {"store": "store1"}, True),
-    ("PUT", "/api2/json/config/sync/job1", "Datastore.Modify", DS, {"comment": "changed"}, True),
+    # an edit is checked as the job it results in: job1 pushes store1 to remote1 (issue 16 #2)
+    ("PUT", "/api2/json/config/sync/job1", [("Datastore.Modify", DS), ("Remote.DatastoreBackup", RM)], None,
+     {"comment": "changed"}, True),
     ("POST", "/api2/json/admin/sync/job1/run", "Datastore.Modify", DS, {}, True),
     ("POST", "/api2/json/config/traffic-control", "Sys.Modify", "/", {}, True),
     ("DELETE", "/api2/json/nodes/localhost/tasks/{upid}", "Sys.Modify", "/", None, True),
@@ -150,15 +153,13 @@ def granted(role: str, grant: str, privilege: str, path: str) -> bool:
 @pytest.fixture
 def world(tmp_path, settings, monkeypatch, admin_user):
     from datastores.services import create_datastore
-    from pbsweb import worker
     from pbsweb.worker import create_task
     from remotes.models import Remote
     from syncjobs.models import SyncJob
     secretbox.ensure_key()
     settings.DATA_DIR = tmp_path / "data"
     settings.PBSWEB_REMOTE_TEST_TIMEOUT = 1
-    # Tasks are created, not queued: no broker is needed for the allowed POSTs.
-    monkeypatch.setattr(worker, "start_task", lambda *a, **k: create_task(*a, **k))
+    # Tasks are queued on commit, and the test's transaction never commits: no broker is needed.
     store = create_datastore("store1", str(tmp_path / "store1"))
     remote = Remote.objects.create(remote_id="remote1", endpoint="http://127.0.0.1:9", bucket="bucket1",
                                    region="us-east-1", access_key="AKIA1", secret_key="s3cr3t-value")
@@ -214,7 +215,8 @@ def _check(rows, role, grant, world, call):
             elif (marker in text) != visible:
                 problems.append(f"{method} {url}: item {'hidden' if visible else 'shown'} for {role} on {grant}")
             continue
-        allowed = granted(role, grant, priv, path)
+        needs = priv if isinstance(priv, list) else [(priv, path)]  # a list: every one of them
+        allowed = all(granted(role, grant, p, pa) for p, pa in needs)
         if allowed and status == 403:
             problems.append(f"{method} {url}: 403, but {role} on {grant} grants {priv} on {path}")
         elif not allowed and status != 403:

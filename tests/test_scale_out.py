@@ -1,4 +1,4 @@
-"""Several worker nodes (DESIGN §7): PostgreSQL shared by all, Redis as the broker, and each
+"""Several worker nodes (docs/DESIGN.md §7): PostgreSQL shared by all, Redis as the broker, and each
 datastore's tasks on a queue named after it (PBSWEB_STORE_QUEUE="store-{store}"), consumed only
 by the worker on the machine that holds the store's disk.
 
@@ -117,11 +117,11 @@ def _task(node, upid):
 
 
 def _start(node, function, worker_type, worker_id, store, arguments):
-    """worker.start_task with the store's queue, run in `node`'s environment (a web node)."""
+    """worker.run() of a store's task, in `node`'s environment (a web node)."""
     return node.shell(
-        "import json; from datastores.models import queue_for; from pbsweb.worker import start_task; "
-        f"t = start_task({function!r}, {worker_type!r}, {worker_id!r}, 'root@pam', {arguments!r}, "
-        f"queue=queue_for({store!r})); print(json.dumps(t.upid))")
+        "import json; from pbsweb.worker import run; "
+        f"t = run({function!r}, {worker_type!r}, {worker_id!r}, 'root@pam', {arguments!r}, "
+        f"store={store!r}); print(json.dumps(t.upid))")
 
 
 def _wait(node, upid, states, timeout=90):
@@ -152,7 +152,7 @@ def test_two_worker_nodes_each_run_their_stores_tasks(pg_database, redis_url, tm
         a.start_worker([store_a])
         b.start_worker([store_b])
         # queue_for(store) -> "store-<store>"
-        assert web.shell(f"import json; from datastores.models import queue_for; "
+        assert web.shell(f"import json; from pbsweb.worker import queue_for; "
                          f"print(json.dumps(queue_for({store_a!r})))") == f"store-{store_a}"
 
         upid_a = _start(web, "datastores.tasks.garbage_collection", "garbage_collection", store_a, store_a,

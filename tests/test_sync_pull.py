@@ -1,5 +1,5 @@
 """Pull sync, the bucket browser's listing and restore-from-bucket against a
-real moto server behind the counting proxy (invariant 5 of DESIGN §3)."""
+real moto server behind the counting proxy (invariant 5 of docs/DESIGN.md §3)."""
 import os
 from pathlib import Path
 

@@ -1,5 +1,5 @@
 """Push sync against a real moto server, counted from the server side by the
-proxy: exact object sets, request counts, invariants 1-4 and 6 of DESIGN §3."""
+proxy: exact object sets, request counts, invariants 1-4 and 6 of docs/DESIGN.md §3."""
 import json
 import os
 import random

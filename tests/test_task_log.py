@@ -6,11 +6,10 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from datastores.engine.report import TaskAborted
 from pbsweb import tasklog
 from pbsweb.models import Task
 from pbsweb.upid import new_upid, parse_upid
-from pbsweb.worker import JobLock, TaskError, create_task, execute, request_stop, run_task_inline, task_function
+from pbsweb.worker import JobLock, TaskError, create_task, execute, request_stop, run, task_function
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -43,7 +42,7 @@ def test_upid_round_trip():
 
 def test_inline_run_streams_log_and_ends_ok(capsys):
     import sys
-    task = run_task_inline(FUNC, "backup", "host/a", "admin@pbs", {"steps": 3}, echo=sys.stdout)
+    task = run(FUNC, "backup", "host/a", "admin@pbs", {"steps": 3}, inline=True, echo=sys.stdout)
     out = capsys.readouterr().out
     assert "step 1 of 3" in out and out.rstrip().endswith("TASK OK")
     assert task.state == Task.OK and task.endtime is not None
@@ -54,13 +53,13 @@ def test_inline_run_streams_log_and_ends_ok(capsys):
 
 
 def test_warnings_are_counted():
-    task = run_task_inline(FUNC, "backup", "w", "admin@pbs", {"steps": 2}, echo=None)
+    task = run(FUNC, "backup", "w", "admin@pbs", {"steps": 2}, inline=True, echo=None)
     assert task.state == Task.WARNING and task.status == "WARNINGS: 1"
     assert task.log_path.read_text().splitlines()[-1].endswith("TASK WARNINGS: 1")
 
 
 def test_error_message_is_the_last_line():
-    task = run_task_inline(FUNC, "backup", "e", "admin@pbs", {"fail": "disk is full"}, echo=None)
+    task = run(FUNC, "backup", "e", "admin@pbs", {"fail": "disk is full"}, inline=True, echo=None)
     assert task.state == Task.ERROR and task.status == "disk is full"
     assert task.log_path.read_text().splitlines()[-1].endswith("TASK ERROR: disk is full")
 
@@ -69,11 +68,11 @@ def test_one_run_at_a_time_per_job():
     lock = JobLock("backup", "locked")
     assert lock.acquire()
     try:
-        task = run_task_inline(FUNC, "backup", "locked", "admin@pbs", {}, echo=None)
+        task = run(FUNC, "backup", "locked", "admin@pbs", {}, inline=True, echo=None)
         assert task.state == Task.ERROR and "another Backup locked task is running" in task.status
     finally:
         lock.release()
-    assert run_task_inline(FUNC, "backup", "locked", "admin@pbs", {}, echo=None).state == Task.OK
+    assert run(FUNC, "backup", "locked", "admin@pbs", {}, inline=True, echo=None).state == Task.OK
 
 
 def test_stop_request_aborts_running_task():
@@ -135,7 +134,7 @@ def test_task_list_filters_and_paginates(admin_client):
 
 
 def test_api_task_log_lines(admin_client):
-    task = run_task_inline(FUNC, "backup", "api", "admin@pbs", {"steps": 3}, echo=None)
+    task = run(FUNC, "backup", "api", "admin@pbs", {"steps": 3}, inline=True, echo=None)
     data = admin_client.get(f"/api2/json/nodes/localhost/tasks/{task.upid}/log?start=1&limit=2").json()
     assert [line["t"].split(": ", 1)[1] for line in data["data"]] == ["step 2 of 3", "step 3 of 3"]
     assert data["total"] == 4 and data["active"] is False
@@ -158,7 +157,7 @@ def test_task_whose_process_died_is_marked_failed():
 
 
 def test_upid_with_slashes_in_worker_id_is_one_url_segment(admin_client):
-    task = run_task_inline(FUNC, "reader", "store1:host/web01/2026-01-01T00:00:00Z", "admin@pbs", {}, echo=None)
+    task = run(FUNC, "reader", "store1:host/web01/2026-01-01T00:00:00Z", "admin@pbs", {}, inline=True, echo=None)
     assert "/" not in task.upid.split("UPID:")[1]
     assert parse_upid(task.upid).worker_id == "store1:host/web01/2026-01-01T00:00:00Z"
     listing = admin_client.get("/tasks/").content.decode()

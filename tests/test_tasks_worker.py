@@ -5,7 +5,7 @@ import pytest
 
 from pbsweb import tasklog
 from pbsweb.models import Task
-from pbsweb.worker import start_task
+from pbsweb.worker import run
 
 pytestmark = pytest.mark.slow
 
@@ -21,7 +21,7 @@ def wait_finished(task: Task, timeout: float = 30) -> Task:
 
 
 def test_worker_runs_task_and_ends_task_ok(celery_worker, admin_client):
-    task = start_task("pbsweb.maintenance.prune_task_history", "logrotate", "", "admin@pbs", {"keep_days": 30})
+    task = run("pbsweb.maintenance.prune_task_history", "taskprune", "", "admin@pbs", {"keep_days": 30})
     task = wait_finished(task)
     assert task.state == Task.OK and task.status == "OK"
     lines = task.log_path.read_text().splitlines()
@@ -33,12 +33,12 @@ def test_worker_runs_task_and_ends_task_ok(celery_worker, admin_client):
 
 
 def test_failing_task_ends_task_error_and_page_says_so(celery_worker, admin_client):
-    task = wait_finished(start_task("pbsweb.maintenance.prune_task_history", "logrotate", "", "admin@pbs",
-                                    {"keep_days": 0}))
+    task = wait_finished(run("pbsweb.maintenance.prune_task_history", "taskprune", "", "admin@pbs",
+                             {"keep_days": 0}))
     assert task.state == Task.ERROR
     last = task.log_path.read_text().splitlines()[-1]
-    assert last.endswith("TASK ERROR: keep-days: must be a whole number of days, at least 1 (got 0)")
+    assert last.endswith("TASK ERROR: keep-days: must be a whole number, at least 1 (got 0)")
     page = admin_client.get(f"/tasks/{task.upid}/").content.decode()
-    assert "Error: keep-days: must be a whole number of days" in page
+    assert "Error: keep-days: must be a whole number" in page
     listing = admin_client.get("/tasks/?state=errors").content.decode()
     assert task.upid in listing

@@ -164,3 +164,9 @@ def presets_for_ui() -> list[dict]:
         }
         for p in PRESETS.values()
     ]
+
+
+def provider_min_storage_days(provider: str) -> int:
+    """The days a provider bills every object for, even when deleted earlier (Wasabi: 90)."""
+    preset = PRESETS.get(provider)
+    return int(preset.quirks.get("min_storage_days", 0)) if preset else 0

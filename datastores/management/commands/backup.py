@@ -3,7 +3,7 @@ from django.core.management.base import BaseCommand
 from datastores.cliutil import load_key_or_exit, progress_hook, store_or_exit
 from datastores.engine.errors import DatastoreError
 from pbsweb.cli import finish_task, usage_error
-from pbsweb.worker import run_task_inline
+from pbsweb.worker import run
 
 
 class Command(BaseCommand):
@@ -54,7 +54,7 @@ class Command(BaseCommand):
         args = {"store": store, "backup_type": backup_type, "backup_id": backup_id, "ns": ns,
                 "archives": [[n, os.path.abspath(p)] for n, p in pairs], "backup_time": backup_time}
         group = f"{ns}/" if ns else ""
-        task = run_task_inline("datastores.tasks.backup", "backup", f"{store}:{group}{backup_type}/{backup_id}",
-                               "root@pam", args, echo=self.stdout,
-                               private={"crypt": crypt, "progress_hook": progress_hook(self.stdout)})
+        task = run("datastores.tasks.backup", "backup", f"{store}:{group}{backup_type}/{backup_id}",
+                   "root@pam", args, store=store, inline=True, echo=self.stdout,
+                   private={"crypt": crypt, "progress_hook": progress_hook(self.stdout)})
         finish_task(task)

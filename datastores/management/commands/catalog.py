@@ -3,7 +3,7 @@ from django.core.management.base import BaseCommand
 from datastores.cliutil import store_or_exit
 from datastores.engine.errors import DatastoreError
 from pbsweb.cli import finish_task, usage_error
-from pbsweb.worker import run_task_inline
+from pbsweb.worker import run
 
 
 class Command(BaseCommand):
@@ -25,7 +25,8 @@ class Command(BaseCommand):
                 snapshot = eng.find_snapshot(snapshot, ns).name
         except DatastoreError as e:
             raise usage_error(str(e)) from None
-        task = run_task_inline("datastores.tasks.catalog_rebuild", "catalog",
-                               f"{store}:{snapshot}" if snapshot else store, "root@pam",
-                               {"store": store, "snapshot": snapshot, "ns": ns}, echo=self.stdout)
+        task = run("datastores.tasks.catalog_rebuild", "catalog",
+                   f"{store}:{snapshot}" if snapshot else store, "root@pam",
+                   {"store": store, "snapshot": snapshot, "ns": ns}, store=store, inline=True,
+                   echo=self.stdout)
         finish_task(task)

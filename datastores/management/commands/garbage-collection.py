@@ -5,7 +5,6 @@ from django.core.management.base import BaseCommand
 from datastores.cliutil import store_or_exit
 from datastores.status import gc_status
 from pbsweb.cli import box_table, finish_task
-from pbsweb.worker import run_task_inline
 
 
 class Command(BaseCommand):
@@ -22,8 +21,7 @@ class Command(BaseCommand):
     def handle(self, *args, action, store, **opts):
         cfg, eng = store_or_exit(store)
         if action == "start":
-            task = run_task_inline("datastores.tasks.garbage_collection", "garbage_collection", store, "root@pam",
-                                   {"store": store}, echo=self.stdout)
+            task = cfg.launch("root@pam", inline=True, echo=self.stdout)
             finish_task(task)
             return
         status = gc_status(cfg)

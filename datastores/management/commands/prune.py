@@ -3,7 +3,7 @@ from django.core.management.base import BaseCommand
 from datastores.cliutil import store_or_exit
 from datastores.engine.errors import DatastoreError
 from pbsweb.cli import finish_task, usage_error
-from pbsweb.worker import run_task_inline
+from pbsweb.worker import run
 
 KEEPS = ("last", "hourly", "daily", "weekly", "monthly", "yearly")
 
@@ -42,7 +42,7 @@ class Command(BaseCommand):
             raise usage_error(str(e)) from None
         if ns and not eng.ns_path(ns).is_dir():
             raise usage_error(f"ns: namespace '{ns}' does not exist in datastore '{store}'")
-        task = run_task_inline("datastores.tasks.prune", "prune", store, "root@pam",
-                               {"store": store, "ns": ns, "keep": keep, "dry_run": dry_run,
-                                "max_depth": max_depth}, echo=self.stdout)
+        task = run("datastores.tasks.prune", "prune", store, "root@pam",
+                   {"store": store, "ns": ns, "keep": keep, "dry_run": dry_run,
+                    "max_depth": max_depth}, store=store, inline=True, echo=self.stdout)
         finish_task(task)

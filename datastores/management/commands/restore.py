@@ -5,7 +5,7 @@ from django.core.management.base import BaseCommand
 from datastores.cliutil import load_key_or_exit, progress_hook, store_or_exit
 from datastores.engine.errors import DatastoreError
 from pbsweb.cli import finish_task, usage_error
-from pbsweb.worker import run_task_inline
+from pbsweb.worker import run
 
 
 class Command(BaseCommand):
@@ -57,8 +57,8 @@ class Command(BaseCommand):
             if manifest.key_fingerprint and crypt.fingerprint != manifest.key_fingerprint:
                 raise usage_error(f"keyfile: wrong key: snapshot {ref.name} is encrypted with key "
                                   f"{manifest.key_fingerprint}, the key file has {crypt.fingerprint}")
-        task = run_task_inline("datastores.tasks.restore", "reader", f"{store}:{ref.name}", "root@pam",
-                               {"store": store, "snapshot": ref.name, "ns": ns, "archive": archive,
-                                "target": target}, echo=self.stdout,
-                               private={"crypt": crypt, "progress_hook": progress_hook(self.stdout)})
+        task = run("datastores.tasks.restore", "reader", f"{store}:{ref.name}", "root@pam",
+                   {"store": store, "snapshot": ref.name, "ns": ns, "archive": archive,
+                    "target": target}, store=store, inline=True, echo=self.stdout,
+                   private={"crypt": crypt, "progress_hook": progress_hook(self.stdout)})
         finish_task(task)

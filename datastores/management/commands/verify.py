@@ -3,7 +3,7 @@ from django.core.management.base import BaseCommand
 from datastores.cliutil import store_or_exit
 from datastores.engine.errors import DatastoreError
 from pbsweb.cli import finish_task, usage_error
-from pbsweb.worker import run_task_inline
+from pbsweb.worker import run
 
 
 class Command(BaseCommand):
@@ -32,8 +32,8 @@ class Command(BaseCommand):
                 snapshot = eng.find_snapshot(snapshot, ns).name
         except DatastoreError as e:
             raise usage_error(str(e)) from None
-        task = run_task_inline("datastores.tasks.verify", "verify", f"{store}:{snapshot}" if snapshot else store,
-                               "root@pam", {"store": store, "snapshot": snapshot, "ns": ns,
-                                            "ignore_verified": ignore_verified in ("true", "1", "yes"),
-                                            "outdated_after": outdated_after}, echo=self.stdout)
+        task = run("datastores.tasks.verify", "verify", f"{store}:{snapshot}" if snapshot else store,
+                   "root@pam", {"store": store, "snapshot": snapshot, "ns": ns,
+                                "ignore_verified": ignore_verified in ("true", "1", "yes"),
+                                "outdated_after": outdated_after}, store=store, inline=True, echo=self.stdout)
         finish_task(task)

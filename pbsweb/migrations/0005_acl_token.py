@@ -8,7 +8,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('pbsweb', '0003_task_job_index'),
+        ('pbsweb', '0004_task_store_job_result'),
         migrations.swappable_dependency(settings.AUTH_USER_MODEL),
     ]
 
