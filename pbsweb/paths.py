@@ -3,7 +3,7 @@
 Every ID that comes from a request (a remote ID, a datastore name, ...) and becomes part of a file
 path goes through `safe_id` first, so `../x`, `a/b` or `.hidden` can never leave or hide in the
 directory meant for it. The engines check their own names (snapshot IDs, namespaces) with the same
-rule; they cannot import this module (docs/DESIGN.md, layers).
+rule; they cannot import this module (docs/DESIGN.md §1 and §6).
 """
 import os
 import re
