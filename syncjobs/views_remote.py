@@ -6,7 +6,7 @@ are tasks (`reader`, `drill`).
 """
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponse, HttpResponseForbidden
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.encoding import iri_to_uri
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
@@ -105,7 +105,7 @@ def remote_restore(request, remote):
     """Restore archive: the dialog (GET) and starting the `reader` task (POST)."""
 
     if not has_privilege(request.user, "Sys.Modify", "/"):
-        return HttpResponseForbidden("permission check failed: Sys.Modify on / (restoring writes to this server)")
+        return forbidden("permission check failed: Sys.Modify on / (restoring writes to this server)")
     obj = get_object_or_404(Remote, remote_id=remote)
     params = request.POST if request.method == "POST" else request.GET
     prefix = (params.get("remote_store") or "").strip("/")

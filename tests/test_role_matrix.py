@@ -10,7 +10,7 @@ system config, Sys.Modify to change it, Permissions.Modify for access control.
 
 A grant on a path applies to that path and below (propagate). "Allowed" means any answer but
 403; "denied" means 403. Lists (LIST) answer every user, filtered to what they may see.
-An API token of the user gets the same answers as the user.
+An API token of the user that holds Admin on / gets the same answers as the user (token ∩ user).
 """
 import json
 
@@ -181,7 +181,8 @@ def _user(django_user_model, role, grant, token=False):
     AclEntry.objects.create(user=user, path=grant, role=role)
     secret = None
     if token:
-        tok, secret = create_token(user, "matrix")
+        # Admin on / for the token: it then holds exactly its user's rights (token ∩ user)
+        tok, secret = create_token(user, "matrix", role="Admin", path="/")
         secret = f"PBSAPIToken={user.username}!matrix:{secret}"
     return user, secret
 
