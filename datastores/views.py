@@ -4,7 +4,7 @@ import tempfile
 from urllib.parse import urlencode
 
 from django.contrib import messages
-from django.http import FileResponse, Http404, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
+from django.http import FileResponse, Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST, require_safe
 
@@ -14,9 +14,13 @@ from datastores.engine.errors import DatastoreError
 from datastores.forms import (DatastoreAddForm, DatastoreOptionsForm, KeepForm, KeyForm, NotesForm, PruneJobForm,
                               VerifyJobForm)
 from datastores.models import Datastore, PruneJob, VerifyJob
-from datastores.services import FieldError, keep_options_from, prune_plan, remove_datastore, snapshot_info
+from datastores.protocol import connection_info
+from datastores.services import (FieldError, check_no_key, create_datastore_key, keep_options_from, prune_plan,
+                                 remove_datastore, snapshot_info)
 from datastores.services import start_store_task as start_task
 from pbsweb.access import has_privilege, require
+from pbsweb.errors import UserError
+from pbsweb.security import plain_error
 
 
 def _path(kw):
@@ -112,7 +116,7 @@ def summary(request, store):
     return render(request, "datastores/summary.html", _ctx(
         request, cfg, "summary", error=error, usage=ds_status.usage(cfg.path),
         counts=ds_status.counts(eng) if eng else None, gc=ds_status.gc_status(cfg),
-        uuid=eng.uuid if eng else ""))
+        uuid=eng.uuid if eng else "", connection=connection_info(request, cfg.name)))
 
 
 # -- content ----------------------------------------------------------------------------------
@@ -190,7 +194,7 @@ def snapshot_notes(request, store, snapshot):
     try:
         notes = eng.load_manifest(ref).notes
     except DatastoreError as e:
-        return HttpResponseBadRequest(str(e))
+        return plain_error(str(e))
     form = NotesForm(initial={"notes": notes})
     template = "datastores/notes_dialog.html"
     return render(request, template, {"store": cfg, "ref": ref, "ns": ns, "form": form,
@@ -286,23 +290,23 @@ def snapshot_download(request, store, snapshot):
     try:
         manifest = eng.load_manifest(ref)
     except DatastoreError as e:
-        return HttpResponseBadRequest(str(e))
+        return plain_error(str(e))
     if filename != "index.json.blob" and manifest.file(filename) is None:
-        return HttpResponseBadRequest(f"file: snapshot {ref} has no file {filename!r}")
+        return plain_error(f"file: snapshot {ref} has no file {filename!r}")
     if filename == "index.json.blob":
         import json
         data = json.dumps(manifest.to_json(), indent=2).encode()
         return _attachment(HttpResponse(data, content_type="application/json"), "index.json")
     crypt, err = _key_for(cfg, eng, ref)
     if err:
-        return HttpResponseBadRequest(err)
+        return plain_error(err)
     try:
         if filename.endswith(".blob"):
             data = eng.read_blob_file(ref, filename, crypt)
             return _attachment(HttpResponse(data, content_type="application/octet-stream"), filename[:-5])
         reader = open_archive_stream(eng, ref, filename[:-5], crypt)
     except DatastoreError as e:
-        return HttpResponseBadRequest(str(e))
+        return plain_error(str(e))
     response = StreamingHttpResponse(_stream(reader), content_type=(
         "application/x-tar" if filename.endswith(".tar.didx") else "application/octet-stream"))
     response["Content-Length"] = str(reader.size)
@@ -362,15 +366,15 @@ def snapshot_download_file(request, store, snapshot):
     archive = request.GET.get("archive", "")
     member = request.GET.get("path", "")
     if not archive.endswith(".tar") or not member:
-        return HttpResponseBadRequest("archive and path are required (a file of a .tar archive)")
+        return plain_error("archive and path are required (a file of a .tar archive)")
     try:
         crypt, err = _key_for(cfg, eng, ref)
         if err:
-            return HttpResponseBadRequest(err)
+            return plain_error(err)
         tmp = tempfile.TemporaryFile()
         restore_file(eng, ref, archive, member, tmp, crypt)
     except DatastoreError as e:
-        return HttpResponseBadRequest(str(e))
+        return plain_error(str(e))
     tmp.seek(0)
     return FileResponse(tmp, as_attachment=True, filename=os.path.basename(member.rstrip("/")))
 
@@ -614,37 +618,19 @@ def encryption(request, store):
 @require_POST
 @require("Datastore.Modify", _path)
 def encryption_generate(request, store):
-    from datastores.engine.crypto import create_keyfile
-    from pbsweb.secretbox import encrypt_secret, ensure_key
     cfg = _store(store)
     form = KeyForm(request.POST)
-    if cfg.key_fingerprint:
-        form.is_valid()
-        form.add_error(None, f"Datastore '{cfg.name}' already has key {cfg.key_fingerprint}; "
-                             "a key is never replaced (snapshots encrypted with it would become unreadable).")
-        return _encryption_page(request, cfg, form=form, show_dialog=True, status=400)
-    if not form.is_valid():
-        return _encryption_page(request, cfg, form=form, show_dialog=True, status=400)
-    kdf = form.cleaned_data["kdf"]
-    passphrase = form.cleaned_data["passphrase"] if kdf == "scrypt" else None
-    path = cfg.key_path
-    if path.exists():
-        form.add_error(None, f"A key file already exists at {path}; remove or move it first.")
-        return _encryption_page(request, cfg, form=form, show_dialog=True, status=400)
-    ensure_key()
-    stored = encrypt_secret(passphrase) if passphrase else ""
     try:
-        fp = create_keyfile(path, kdf, passphrase, hint=form.cleaned_data["hint"] or None)
-    except DatastoreError as e:
-        form.add_error(None, str(e))
-        return _encryption_page(request, cfg, form=form, show_dialog=True, status=400)
-    try:
-        Datastore.objects.filter(pk=cfg.pk).update(key_fingerprint=fp, key_kdf=kdf, key_passphrase=stored)
-    except Exception:
-        path.unlink(missing_ok=True)
-        raise
-    messages.success(request, f"Encryption key {fp} created. Download it and keep a copy offline now.")
-    return redirect(f"/datastore/{cfg.name}/encryption/")
+        if form.is_valid():
+            kdf = form.cleaned_data["kdf"]
+            fp = create_datastore_key(cfg, kdf, form.cleaned_data["passphrase"] if kdf == "scrypt" else None,
+                                      form.cleaned_data["hint"])
+            messages.success(request, f"Encryption key {fp} created. Download it and keep a copy offline now.")
+            return redirect(f"/datastore/{cfg.name}/encryption/")
+        check_no_key(cfg)  # say so first if there is one: fixing the dialog would not help
+    except UserError as e:
+        form.add_error(None, e.message)
+    return _encryption_page(request, cfg, form=form, show_dialog=True, status=400)
 
 
 @require_safe

@@ -4,7 +4,10 @@ import json
 import re
 import sys
 
+from django.contrib.auth import get_user_model
 from django.core.management.base import CommandError
+
+from pbsweb.access import CLI_ROOT
 
 BOX = {"tl": "┌", "tm": "┬", "tr": "┐", "hl": "─", "vl": "│", "ml": "╞", "mm": "╪", "mr": "╡",
        "hh": "═", "bl": "└", "bm": "┴", "br": "┘"}
@@ -48,6 +51,27 @@ def one_line(message: str) -> str:
 def usage_error(message: str) -> CommandError:
     """A one-line error naming the field; management commands exit 2 with it."""
     return CommandError(one_line(message), returncode=2)
+
+
+def add_auth_id(parser) -> None:
+    parser.add_argument("--auth-id", dest="auth_id", default=None, metavar="USER@REALM",
+                        help="act with this user's privileges (default: root@pam, all of them)")
+
+
+def acting_user(opts):
+    """The user named by --auth-id, else root@pam (CLI_ROOT): whose privileges a change is checked against."""
+    name = opts.get("auth_id")
+    if name is None:
+        return CLI_ROOT
+    user = get_user_model().objects.filter(username=name, is_active=True).first()
+    if user is None:
+        raise usage_error(f"auth-id: no active user '{name}'")
+    return user
+
+
+def permission_error(exc) -> CommandError:
+    """A change the acting user may not make: the missing privilege, exit 1."""
+    return CommandError(one_line(str(exc)), returncode=1)
 
 
 def finish_task(task) -> None:

@@ -8,21 +8,17 @@ import datetime
 import os
 from pathlib import Path
 
-from django.conf import settings
 from django.db import models, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from pbsweb.paths import data_file
 from pbsweb.secretbox import decrypt_secret, encrypt_secret
 from remotes.engine import providers
 from remotes.engine.config import PROVIDERS, RemoteConfig
 
 PROVIDER_CHOICES = [(key, providers.get_preset(key).label) for key in PROVIDERS]
 USAGE_KINDS = ("get", "put", "head", "delete", "list")
-
-
-def ca_bundle_dir() -> Path:
-    return Path(settings.DATA_DIR) / "remotes"
 
 
 class Remote(models.Model):
@@ -83,7 +79,7 @@ class Remote(models.Model):
         return self.config(secret_key="", write_ca=False).resolved_endpoint()
 
     def ca_bundle_path(self) -> Path:
-        return ca_bundle_dir() / f"{self.remote_id or 'new'}-ca.pem"
+        return data_file("remotes", "remote_id", self.remote_id or "new", "-ca.pem")
 
     def write_ca_bundle(self) -> str | None:
         """The CA PEM as a file for botocore (rewritten only when it changed)."""

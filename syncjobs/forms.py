@@ -1,17 +1,32 @@
 """Validation of sync jobs and traffic-control rules, shared by the dialogs,
 the CLI and the JSON API: every error names its field, nothing is saved
 unless everything is valid."""
+import json
+import os
 import re
+import tempfile
 
 from django import forms
 from django.db import transaction
 
+from datastores.engine.crypto import load_keyfile
+from datastores.engine.errors import DatastoreError
 from datastores.models import Datastore
 from pbsweb.calendarevent import ScheduleError, parse_schedule
 from remotes.models import Remote
 from syncjobs.engine.ratelimit import TimeFrame, parse_rate
 from syncjobs.engine.scope import normalize_ns, parse_group_filter
-from syncjobs.models import DEFAULT_WORKERS, DIRECTIONS, JOB_ID_RE, RULE_NAME_RE, SyncJob, TrafficControlRule
+from syncjobs.models import (
+    DEFAULT_DRILL_SAMPLE,
+    DEFAULT_WORKERS,
+    DIRECTIONS,
+    DRILL_ID_RE,
+    JOB_ID_RE,
+    RULE_NAME_RE,
+    DrillJob,
+    SyncJob,
+    TrafficControlRule,
+)
 
 PREFIX_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-9_][A-Za-z0-9._-]*)*$")
 MAX_DEPTH = 7
@@ -207,9 +222,9 @@ class SyncJobForm(forms.Form):
             return f"{label}: {errors[0]}" if name != "__all__" else errors[0]
         return ""
 
-    # -- saving ------------------------------------------------------------------------
-    @transaction.atomic
-    def save(self) -> SyncJob:
+    # -- the result (saved by syncjobs.services.save_sync_job after its privilege check) --
+    def apply(self) -> SyncJob:
+        """The job with the cleaned values, not saved."""
         d = self.cleaned_data
         job = self.instance or SyncJob(job_id=d["id"])
         job.store = d["store"]
@@ -228,8 +243,6 @@ class SyncJobForm(forms.Form):
         job.force = d["force"]
         job.enabled = d["enabled"]
         job.comment = d["comment"]
-        job.next_run = job.compute_next_run()
-        job.save()
         return job
 
 
@@ -246,25 +259,9 @@ def job_to_data(job: SyncJob) -> dict:
     }
 
 
-def job_to_json(job: SyncJob) -> dict:
-    """PBS's sync.cfg field names (the API and `--output-format json`)."""
-    out = {
-        "id": job.job_id, "store": job.store.name, "remote": job.remote.remote_id,
-        "remote-store": job.remote_store, "ns": job.ns, "max-depth": job.max_depth,
-        "group-filter": job.group_filter or [], "schedule": job.schedule,
-        "remove-vanished": job.remove_vanished, "transfer-last": job.transfer_last,
-        "rate-out": rate_text(job.rate_out) or None, "burst-out": rate_text(job.burst_out) or None,
-        "worker-threads": job.workers, "sync-direction": job.direction, "force": job.force,
-        "enabled": job.enabled, "comment": job.comment,
-        "next-run": int(job.next_run.timestamp()) if job.next_run else None,
-    }
-    task = job.last_task
-    if task is not None:
-        out.update({"last-run-upid": task.upid, "last-run-state": "running" if task.running else task.status,
-                    "last-run-endtime": int(task.endtime.timestamp()) if task.endtime else None})
-    out.update({"last-run-bytes": job.last_bytes, "last-run-objects": job.last_objects,
-                "last-run-deleted": job.last_deleted, "last-run-deferred": job.last_deferred})
-    return out
+def job_edit_data(job: SyncJob) -> dict:
+    """job_to_data as submitted values (booleans as 'true' / ''): the base an API or CLI update overlays."""
+    return {k: ("true" if v is True else "" if v is False else v) for k, v in job_to_data(job).items()}
 
 
 # JSON/CLI names -> form field names
@@ -278,7 +275,6 @@ API_FIELDS = {"id": "id", "store": "store", "remote": "remote", "remote-store": 
 
 def json_text(value) -> str:
     """A list or object where one value belongs: kept as text, so the field's check rejects it."""
-    import json
     return json.dumps(value)
 
 
@@ -421,7 +417,6 @@ class DrillJobForm(forms.Form):
             self.fields["id"].disabled = True
 
     def clean_id(self):
-        from syncjobs.models import DRILL_ID_RE, DrillJob
         if self.instance is not None:
             return self.instance.job_id
         value = self.cleaned_data["id"].strip()
@@ -437,12 +432,11 @@ class DrillJobForm(forms.Form):
     clean_schedule = SyncJobForm.clean_schedule
 
     def clean_sample_size(self):
-        from syncjobs.models import DEFAULT_DRILL_SAMPLE
         value = self.cleaned_data["sample_size"]
         return DEFAULT_DRILL_SAMPLE if value is None else value
 
-    def save(self):
-        from syncjobs.models import DrillJob
+    def apply(self):
+        """The drill with the cleaned values, not saved (syncjobs.services.save_drill saves it)."""
         d = self.cleaned_data
         job = self.instance or DrillJob(job_id=d["id"])
         job.remote = d["remote"]
@@ -451,8 +445,6 @@ class DrillJobForm(forms.Form):
         job.schedule = d["schedule"]
         job.enabled = d["enabled"]
         job.comment = d["comment"]
-        job.next_run = job.compute_next_run()
-        job.save()
         return job
 
 
@@ -490,18 +482,12 @@ class RemoteRestoreForm(forms.Form):
         self.crypt = None
 
     def clean_target(self):
-        import os
         value = self.cleaned_data["target"].strip()
         if not os.path.isabs(value):
             raise forms.ValidationError("must be an absolute path (e.g. /srv/restore/web01)")
         return os.path.normpath(value)
 
     def clean(self):
-        import os
-        import tempfile
-
-        from datastores.engine.crypto import load_keyfile
-        from datastores.engine.errors import DatastoreError
         data = super().clean()
         snap = self.snapshot_info
         archive, target = data.get("archive"), data.get("target")

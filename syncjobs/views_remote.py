@@ -5,16 +5,26 @@ requests are recorded on the remote like a sync run's. Restoring and drills
 are tasks (`reader`, `drill`).
 """
 from django.contrib import messages
-from django.http import HttpResponse, HttpResponseForbidden
+from django.core.exceptions import PermissionDenied
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.encoding import iri_to_uri
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from pbsweb.access import has_privilege, require
+from pbsweb.access import forbidden, has_privilege, require
+from pbsweb.errors import UserError
 from pbsweb.worker import run
+from remotes.engine.client import RequestCounters
+from remotes.engine.errors import explain_error
 from remotes.models import Remote
+from syncjobs.drills import drill_status
+from syncjobs.engine.bucket import SyncError
+from syncjobs.engine.scope import normalize_ns
 from syncjobs.forms import SCHEDULE_PRESETS, DrillJobForm, RemoteRestoreForm
 from syncjobs.models import DrillJob
+from syncjobs.remote_content import fetch_snapshot, list_snapshots, make_bucket, record_requests, store_prefixes
+from syncjobs.services import remove_drill, save_drill
+from syncjobs.tasks import save_restore_key
 
 RESTORE_PRIV = "Remote.Read"     # on /remote/<id>; writing to a server path also needs Sys.Modify
 DRILL_MODIFY = "Remote.Modify"
@@ -38,25 +48,11 @@ def _done(request, url: str):
     return redirect(url)
 
 
-def _record(remote, counters) -> None:
-    from remotes.models import record_usage
-    try:
-        record_usage(remote, counters.snapshot())
-    except Exception:  # accounting must not break the page
-        pass
-
-
 # -- Remote → Content -----------------------------------------------------------------------
 
 @require_safe
 @require("Remote.Audit", _remote_path)
 def remote_content(request, remote):
-    from remotes.engine.client import RequestCounters
-    from syncjobs.drills import drill_status
-    from syncjobs.engine.bucket import SyncError
-    from syncjobs.engine.scope import normalize_ns
-    from syncjobs.remote_content import list_snapshots, make_bucket, store_prefixes
-
     obj = get_object_or_404(Remote, remote_id=remote)
     counters = RequestCounters()
     ctx = {"r": obj, "stores": [], "store": None, "listing": None, "groups": [], "error": "",
@@ -94,54 +90,26 @@ def remote_content(request, remote):
     except SyncError as e:
         ctx["error"] = str(e)
     except Exception as e:  # connection refused, TLS, bad credentials: say what, no traceback
-        from remotes.engine.errors import explain_error
         try:
             ctx["error"] = explain_error(e, obj.config())
         except Exception:
             ctx["error"] = f"{type(e).__name__}: {e}"[:300]
     finally:
-        _record(obj, counters)
+        record_requests(obj, counters)
     return render(request, "syncjobs/remote_content.html", ctx)
-
-
-def _fetch_snapshot(obj, prefix: str, rel_dir: str):
-    """The bucket snapshot (its manifest only) or a message why not."""
-    from datastores.engine.errors import DatastoreError
-    from remotes.engine.client import RequestCounters
-    from syncjobs.engine.bucket import SyncError
-    from syncjobs.engine.pull import _remote_snapshot
-    from syncjobs.engine.scope import MANIFEST_NAME, parse_snapshot_dir
-    from syncjobs.remote_content import make_bucket
-
-    rd = (rel_dir or "").strip("/")
-    if parse_snapshot_dir(rd) is None:
-        return None, f"snapshot: '{rel_dir}' is not a snapshot path ([ns/…/]<type>/<id>/<time>)"
-    counters = RequestCounters()
-    bucket = make_bucket(obj, obj.client(counters=counters), prefix)
-    rel = f"{rd}/{MANIFEST_NAME}"
-    try:
-        blob = bucket.get_if_exists(rel)
-        if blob is None:
-            return None, f"snapshot: s3://{bucket.bucket}/{bucket.key(rel)} does not exist"
-        return _remote_snapshot(rd, {}, blob, bucket.key(rel)), ""
-    except (SyncError, DatastoreError) as e:
-        return None, f"snapshot: {e}"
-    finally:
-        _record(obj, counters)
 
 
 @require_http_methods(["GET", "POST"])
 @require(RESTORE_PRIV, _remote_path)
 def remote_restore(request, remote):
     """Restore archive: the dialog (GET) and starting the `reader` task (POST)."""
-    from syncjobs.tasks import save_restore_key
 
     if not has_privilege(request.user, "Sys.Modify", "/"):
-        return HttpResponseForbidden("permission check failed: Sys.Modify on / (restoring writes to this server)")
+        return forbidden("permission check failed: Sys.Modify on / (restoring writes to this server)")
     obj = get_object_or_404(Remote, remote_id=remote)
     params = request.POST if request.method == "POST" else request.GET
     prefix = (params.get("remote_store") or "").strip("/")
-    snap, error = _fetch_snapshot(obj, prefix, params.get("snapshot", ""))
+    snap, error = fetch_snapshot(obj, prefix, params.get("snapshot", ""))
     if snap is None:
         ctx = {"r": obj, "error": error, "form": None, "prefix": prefix}
         if request.htmx:  # htmx swaps only 2xx answers
@@ -176,7 +144,6 @@ def remote_restore(request, remote):
 # -- Restore Drills -----------------------------------------------------------------------------
 
 def _drill_context(request, **extra):
-    from syncjobs.drills import drill_status
     remotes = [r for r in Remote.objects.all()
                if has_privilege(request.user, "Remote.Audit", f"/remote/{r.remote_id}")]
     ids = [r.pk for r in remotes]
@@ -208,15 +175,28 @@ def _drill_dialog(request, form, action, title_action):
     return render(request, "syncjobs/drill_list.html", _drill_context(request, dialog=ctx), status=status)
 
 
+def _save_drill(request, form: DrillJobForm, done: str | None = None):
+    """Save through the service: done (redirect), refused (403 naming the privilege), or None
+    when the dialog must show its errors again."""
+    try:
+        job = save_drill(request.user, form)
+    except PermissionDenied as e:
+        return forbidden(e)
+    except UserError:
+        return None
+    if done:
+        messages.success(request, f"Restore drill '{job.job_id}' {done}.")
+    return _done(request, "/drills/")
+
+
 @require_http_methods(["GET", "POST"])
 @require(DRILL_MODIFY, "/remote")
 def drill_add(request):
     if request.method == "POST":
         form = DrillJobForm(request.POST)
-        if form.is_valid():
-            job = form.save()
-            messages.success(request, f"Restore drill '{job.job_id}' added.")
-            return _done(request, "/drills/")
+        response = _save_drill(request, form, "added")
+        if response is not None:
+            return response
     else:
         initial = {"enabled": True, "schedule": "weekly", "sample_size": 2,
                    "remote": request.GET.get("remote", ""), "remote_store": request.GET.get("remote_store", "")}
@@ -230,9 +210,9 @@ def drill_edit(request, job):
     obj = get_object_or_404(DrillJob.objects.select_related("remote"), job_id=job)
     if request.method == "POST":
         form = DrillJobForm(request.POST, instance=obj)
-        if form.is_valid():
-            form.save()
-            return _done(request, "/drills/")
+        response = _save_drill(request, form)
+        if response is not None:
+            return response
     else:
         form = DrillJobForm(instance=obj)
     return _drill_dialog(request, form, f"/drills/{obj.job_id}/edit/", "Edit")
@@ -241,7 +221,7 @@ def drill_edit(request, job):
 @require_POST
 @require(DRILL_MODIFY, _drill_path)
 def drill_remove(request, job):
-    get_object_or_404(DrillJob, job_id=job).delete()
+    remove_drill(request.user, get_object_or_404(DrillJob.objects.select_related("remote"), job_id=job))
     messages.success(request, f"Restore drill '{job}' removed.")
     return _done(request, "/drills/")
 

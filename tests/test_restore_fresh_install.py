@@ -286,7 +286,9 @@ def test_corrupt_object_reported_by_key_by_pull_and_drill(tmp_path, s3_server, s
     run_cli("datastore", "create", "store2", str(tmp_path / "new-store"))
     run_cli("sync-job", "create", "restore-job", "--store", "store2", "--remote", "s3-test",
             "--remote-store", "backups", "--direction", "pull")
-    out = run_cli("sync-job", "run", "restore-job")  # one snapshot failed: the task ends with warnings
+    err = cli_error("sync-job", "run", "restore-job")  # one snapshot failed: the sync failed (issue 15)
+    assert err.returncode == 1 and "sync failed with some errors" in str(err)
+    out = Task.objects.filter(worker_type="syncjob").latest("id").log_path.read_text()
     assert victim in out and f"sync snapshot {SNAP} failed" in out
     assert not (tmp_path / "new-store" / SNAP / "index.json.blob").exists()
 

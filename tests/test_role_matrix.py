@@ -11,7 +11,8 @@ system config, Sys.Modify to change it, Permissions.Modify for access control.
 A grant on a path applies to that path and below (propagate). "Allowed" means exactly the
 status the row names (200 a page, 302 an action done and redirected, 400 an empty form refused
 field by field, 409 a conflict); "denied" means 403. Lists (LIST) answer every user, filtered
-to what they may see. An API token of the user gets the same answers as the user.
+to what they may see. An API token of the user that holds Admin on / gets the same answers as the
+user (token ∩ user).
 
 The routes come from the URL resolver: a route that is neither in the matrix nor in EXEMPT
 (with a reason) fails test_every_route_is_in_the_matrix, which names it.
@@ -27,7 +28,8 @@ pytestmark = pytest.mark.django_db
 
 ALL = {"Sys.Audit", "Sys.Modify", "Permissions.Modify", "Datastore.Audit", "Datastore.Allocate",
        "Datastore.Modify", "Datastore.Read", "Datastore.Verify", "Datastore.Backup", "Datastore.Prune",
-       "Remote.Audit", "Remote.Modify", "Remote.Read"}
+       "Remote.Audit", "Remote.Modify", "Remote.Read", "Remote.DatastoreBackup", "Remote.DatastorePrune",
+       "Remote.DatastoreModify"}
 ROLE_PRIVILEGES = {
     "Admin": ALL,
     "NoAccess": set(),
@@ -46,7 +48,7 @@ GRANT_PATHS = ["/", "/datastore/store1", "/remote/remote1"]
 DS = "/datastore/store1"
 RM = "/remote/remote1"
 LIST = "LIST"
-RESTORE = (("Remote.Read", RM), ("Sys.Modify", "/"))   # a privilege column may list several
+RESTORE = [("Remote.Read", RM), ("Sys.Modify", "/")]   # a privilege column may list several
 
 # (method, url, privilege or LIST, ACL path (for LIST: the path whose Audit makes the item visible),
 #  body, is_api, the exact status when allowed). Destructive calls come last.
@@ -168,7 +170,9 @@ ENDPOINTS = [
     ("PUT", "/api2/json/config/remote/remote1", "Remote.Modify", RM, {"comment": "changed"}, True, 200),
     ("POST", "/api2/json/config/remote/remote1/test", "Remote.Modify", RM, {}, True, 200),
     ("POST", "/api2/json/config/sync", "Datastore.Modify", DS, {"store": "store1"}, True, 400),
-    ("PUT", "/api2/json/config/sync/job1", "Datastore.Modify", DS, {"comment": "changed"}, True, 200),
+    # an edit is checked as the job it results in: job1 pushes store1 to remote1 (issue 16 #2)
+    ("PUT", "/api2/json/config/sync/job1", [("Datastore.Modify", DS), ("Remote.DatastoreBackup", RM)], None,
+     {"comment": "changed"}, True, 200),
     ("POST", "/api2/json/admin/sync/job1/run", "Datastore.Modify", DS, {}, True, 200),
     ("POST", "/api2/json/config/traffic-control", "Sys.Modify", "/", {}, True, 400),
     ("PUT", "/api2/json/config/traffic-control/rule1", "Sys.Modify", "/", {"comment": "changed"}, True, 200),
@@ -285,7 +289,8 @@ def _user(django_user_model, role, grant, token=False):
     AclEntry.objects.create(user=user, path=grant, role=role)
     secret = None
     if token:
-        tok, secret = create_token(user, "matrix")
+        # Admin on / for the token: it then holds exactly its user's rights (token ∩ user)
+        tok, secret = create_token(user, "matrix", role="Admin", path="/")
         secret = f"PBSAPIToken={user.username}!matrix:{secret}"
     return user, secret
 
@@ -319,7 +324,7 @@ def _check(rows, role, grant, world, call):
             elif (marker in text) != visible:
                 problems.append(f"{method} {url}: item {'hidden' if visible else 'shown'} for {role} on {grant}")
             continue
-        needs = priv if isinstance(priv, tuple) else ((priv, path),)
+        needs = priv if isinstance(priv, list) else [(priv, path)]  # a list: every one of them
         allowed = all(granted(role, grant, p, pa) for p, pa in needs)
         if allowed and status != ok:
             problems.append(f"{method} {url}: {status}, expected {ok}: {role} on {grant} grants {needs}"

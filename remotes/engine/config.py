@@ -93,7 +93,13 @@ def validate_endpoint(value: str) -> ValidationError | None:
     value = (value or "").strip()
     if not value:
         return ValidationError("endpoint", "required, e.g. https://s3.us-west-004.backblazeb2.com")
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # e.g. an unclosed IPv6 bracket: http://[::1
+        return ValidationError("endpoint", "is not a valid URL, e.g. https://s3.us-west-004.backblazeb2.com "
+                                           "or http://[::1]:9000")
+    if "[" in parts.netloc and not re.fullmatch(r"\[[^\]]+\](:\d*)?", parts.netloc):
+        return ValidationError("endpoint", "is not a valid URL: an IPv6 address is written [::1] or [::1]:9000")
     if parts.scheme not in ("http", "https"):
         return ValidationError("endpoint", "must start with https:// (or http:// for a local test server)")
     # Templates are placeholders for host labels; check the host with a sample value.

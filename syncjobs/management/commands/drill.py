@@ -1,10 +1,27 @@
 """`drill run REMOTE [--remote-store PREFIX] [--sample N] [--seed N]`, `drill list`,
 `drill create ID --remote R [--remote-store P] [--sample N] [--schedule S]`, `drill remove ID`."""
+from django.core.exceptions import PermissionDenied
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
-from pbsweb.cli import add_output_format, add_remote_store, check_remote_store, finish_task, print_output, usage_error
+from pbsweb.cli import (
+    acting_user,
+    add_auth_id,
+    add_output_format,
+    add_remote_store,
+    check_remote_store,
+    finish_task,
+    permission_error,
+    print_output,
+    usage_error,
+)
+from pbsweb.errors import UserError
 from pbsweb.worker import run
+from remotes.models import Remote
+from syncjobs.drills import drill_status
+from syncjobs.forms import PREFIX_RE, DrillJobForm
+from syncjobs.models import DEFAULT_DRILL_SAMPLE, DrillJob, drill_worker_id
+from syncjobs.services import remove_drill, save_drill
 
 
 class Command(BaseCommand):
@@ -29,8 +46,10 @@ class Command(BaseCommand):
         create.add_argument("--sample", default=None)
         create.add_argument("--schedule", default="weekly")
         create.add_argument("--comment", default="")
+        add_auth_id(create)
         remove = sub.add_parser("remove")
         remove.add_argument("id")
+        add_auth_id(remove)
 
     def handle(self, *args, action, **opts):
         check_remote_store(opts)
@@ -50,9 +69,6 @@ class Command(BaseCommand):
         return n
 
     def do_run(self, opts):
-        from remotes.models import Remote
-        from syncjobs.forms import PREFIX_RE
-        from syncjobs.models import DEFAULT_DRILL_SAMPLE, DrillJob, drill_worker_id
         remote = Remote.objects.filter(remote_id=opts["remote"]).first()
         if remote is None:
             raise usage_error(f"remote: remote '{opts['remote']}' does not exist")
@@ -74,9 +90,6 @@ class Command(BaseCommand):
         finish_task(task)
 
     def do_list(self, opts):
-        from remotes.models import Remote
-        from syncjobs.drills import drill_status
-        from syncjobs.models import DrillJob
         items = []
         for job in DrillJob.objects.select_related("remote"):
             items.append({"id": job.job_id, "remote": job.remote.remote_id, "remote-store": job.remote_store or "all",
@@ -103,22 +116,24 @@ class Command(BaseCommand):
                      ["id", "remote", "remote-store", "schedule", "last-drill", "snapshots", "status"], items)
 
     def do_create(self, opts):
-        from syncjobs.forms import DrillJobForm
         data = {"id": opts["id"], "remote": opts["remote"], "remote_store": opts["remote_store"],
                 "sample_size": opts["sample"] if opts["sample"] is not None else "", "schedule": opts["schedule"],
                 "enabled": "true", "comment": opts["comment"]}
-        form = DrillJobForm(data)
-        if not form.is_valid():
-            name, errors = next(iter(form.errors.items()))
-            flag = {"id": "id", "remote": "--remote", "remote_store": "--remote-store", "sample_size": "--sample",
-                    "schedule": "--schedule", "comment": "--comment"}.get(name, name)
-            raise usage_error(f"{flag}: {errors[0]}")
-        job = form.save()
+        try:
+            job = save_drill(acting_user(opts), DrillJobForm(data))
+        except UserError as e:
+            flag = "id" if e.field in ("id", "__all__") else f"--{e.field}"
+            raise usage_error(f"{flag}: {e.message}") from None
+        except PermissionDenied as e:
+            raise permission_error(e) from None
         self.stdout.write(f"created restore drill '{job.job_id}'")
 
     def do_remove(self, opts):
-        from syncjobs.models import DrillJob
-        n, _ = DrillJob.objects.filter(job_id=opts["id"]).delete()
-        if not n:
+        drill = DrillJob.objects.select_related("remote").filter(job_id=opts["id"]).first()
+        if drill is None:
             raise usage_error(f"id: restore drill '{opts['id']}' does not exist")
+        try:
+            remove_drill(acting_user(opts), drill)
+        except PermissionDenied as e:
+            raise permission_error(e) from None
         self.stdout.write(f"removed restore drill '{opts['id']}'")
