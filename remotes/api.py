@@ -18,8 +18,8 @@ from remotes.views import remove_remote
 
 BOOL_FIELDS = ("path_style", "skip_if_none_match", "delete_via_delete_object", "no_checksum_headers")
 TEXT_FIELDS = ("provider", "endpoint", "bucket", "region", "access_key", "secret_key", "ca_bundle",
-               "tls_fingerprint", "comment")
-WRITABLE = TEXT_FIELDS + BOOL_FIELDS + ("min_storage_days",)
+               "tls_fingerprint", "comment", "object_lock_mode")
+WRITABLE = TEXT_FIELDS + BOOL_FIELDS + ("min_storage_days", "object_lock_days")
 
 
 def remote_json(r: Remote) -> dict:
@@ -29,7 +29,8 @@ def remote_json(r: Remote) -> dict:
         "path-style": r.path_style, "skip-if-none-match": r.skip_if_none_match,
         "delete-via-delete-object": r.delete_via_delete_object, "no-checksum-headers": r.no_checksum_headers,
         "ca-bundle": bool(r.ca_bundle), "fingerprint": r.tls_fingerprint or None,
-        "min-storage-days": r.min_storage_days, "comment": r.comment, "stored-bytes": r.stored_bytes,
+        "min-storage-days": r.min_storage_days,
+        "object-lock-days": r.object_lock_days, "object-lock-mode": r.object_lock_mode, "comment": r.comment, "stored-bytes": r.stored_bytes,
         "last-test": None if r.last_test_time is None else {
             "ok": r.last_test_ok, "time": int(r.last_test_time.timestamp()), "message": r.last_test_message,
             "latency-ms": r.last_test_latency_ms, "upid": r.last_test_upid or None},
@@ -75,7 +76,7 @@ def _parse(raw: dict) -> tuple[dict, dict]:
                 values[name] = _bool(value)
             except ValueError:
                 errors[key] = "expected true or false"
-        elif name == "min_storage_days":
+        elif name in ("min_storage_days", "object_lock_days"):
             try:
                 values[name] = int(value)
             except (TypeError, ValueError):
