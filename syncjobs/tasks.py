@@ -13,6 +13,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from pbsweb.worker import task_function
+from remotes.engine.client import KINDS
 from syncjobs.engine.bucket import Bucket
 from syncjobs.engine.common import fmt_bytes
 from syncjobs.engine.inventory import Inventory
@@ -136,7 +137,8 @@ def run_sync_job(reporter, job_id: str, reconcile: bool = False) -> dict:
                                   remove_vanished=job.remove_vanished, transfer_last=job.transfer_last,
                                   workers=job.workers, force=job.force, limiter=limiter,
                                   min_storage_days=remote.min_storage_days or 0, reconcile=reconcile,
-                                  counters=counters)
+                                  counters=counters, lock_days=remote.object_lock_days,
+                                  lock_mode=remote.object_lock_mode)
             result = push_sync(store, bucket, inventory, options, reporter)
             stored = inventory_bytes(inventory)
     finally:
@@ -166,13 +168,22 @@ def run_sync_job(reporter, job_id: str, reconcile: bool = False) -> dict:
         if not result.snapshots_synced and not result.snapshots_failed:
             line += f" - {_why_nothing(result)}"
         reporter.log(line)
-    if result.objects_deleted or result.deferred_chunks or result.snapshots_removed:
+    if result.objects_deleted or result.deferred_chunks or result.snapshots_removed or result.deferred_snapshots:
+        why = [f"provider minimum storage {remote.min_storage_days} days"] if remote.min_storage_days else []
+        if remote.object_lock_days:
+            why.append(f"Object Lock {remote.object_lock_days} days")
         reporter.log(f"Summary: removed {len(result.snapshots_removed)} vanished snapshots, deleted "
-                     f"{result.objects_deleted} objects, {result.deferred_chunks} chunk deletions deferred "
-                     f"(provider minimum storage {remote.min_storage_days} days)")
+                     f"{result.objects_deleted} objects, {result.deferred_chunks} chunk deletions deferred"
+                     + (f", {len(result.deferred_snapshots)} snapshot removals deferred" if result.deferred_snapshots
+                        else "") + (f" ({', '.join(why)})" if why else ""))
+    if job.direction == "push" and remote.object_lock_days:
+        reporter.log(f"Summary: Object Lock {remote.object_lock_days} days ({remote.object_lock_mode}): "
+                     f"extended {result.locks_extended} locks ({result.locks_extended} requests)")
     reporter.log(f"sync job '{job.job_id}' end")
     return {"bytes": result.bytes_transferred, "objects": result.objects_transferred,  # the dashboard's chart
-            "snapshots": len(result.snapshots_synced), "failed": len(result.snapshots_failed)}
+            "snapshots": len(result.snapshots_synced), "failed": len(result.snapshots_failed),
+            "locks_extended": result.locks_extended, "requests": sum(snap.get(k, 0) for k in KINDS),
+            "deferred": result.deferred_chunks + result.deferred_files + len(result.deferred_snapshots)}
 
 
 def _why_nothing(result) -> str:
