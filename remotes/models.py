@@ -44,6 +44,9 @@ class Remote(models.Model):
     object_lock_days = models.PositiveIntegerField(default=0)
     object_lock_mode = models.CharField(max_length=12, default="governance",
                                         choices=[(m, m.capitalize()) for m in OBJECT_LOCK_MODES])
+    # The last push's lock extensions (one PutObjectRetention request each); the sync app writes them.
+    locks_extended = models.PositiveIntegerField(default=0)
+    locks_extended_time = models.DateTimeField(null=True, blank=True)
     comment = models.CharField(max_length=255, blank=True)
     # The last Test Connection of the saved remote.
     last_test_ok = models.BooleanField(null=True, blank=True)

@@ -152,7 +152,9 @@ def run_sync_job(reporter, job_id: str, reconcile: bool = False) -> dict:
     if job.direction == "push":
         others = remote_stored_bytes(remote, cfg) if SyncJob.objects.filter(
             remote=remote, direction="push").exclude(remote_store=job.remote_store).exists() else stored
-        type(remote).objects.filter(pk=remote.pk).update(stored_bytes=others)
+        lock_stats = {"locks_extended": result.locks_extended, "locks_extended_time": timezone.now()} \
+            if remote.object_lock_days else {}
+        type(remote).objects.filter(pk=remote.pk).update(stored_bytes=others, **lock_stats)
     verb = "uploaded" if job.direction == "push" else "downloaded"
     SyncJob.objects.filter(pk=job.pk).update(
         last_bytes=result.bytes_transferred, last_objects=result.objects_transferred,

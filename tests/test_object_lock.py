@@ -144,3 +144,26 @@ def test_dialog_object_lock_fields():
     remote = form.apply(Remote())
     assert (remote.object_lock_days, remote.object_lock_mode) == (30, "governance")
     assert "object_lock_days" in [f.name for f in form.advanced_fields()]
+
+
+# --- a sync job to a locked remote: task log and the remote's page ----------------------------
+
+@pytest.mark.django_db
+def test_sync_job_to_locked_remote_logs_and_shows_lock_extensions(tmp_path, s3_server, s3_client, admin_client):
+    from tests.test_syncjob_run import make_remote, make_store, run_cli
+    from pbsweb.models import Task
+    bucket = lock_bucket(s3_client)
+    make_store(tmp_path)
+    make_remote(s3_server, bucket, remote_id="locked", object_lock_days=30, object_lock_mode="compliance")
+    run_cli("sync-job", "create", "locked-sync", "--store", "store1", "--remote", "locked",
+            "--remote-store", "backups")
+    out = run_cli("sync-job", "run", "locked-sync")
+    assert "Summary: Object Lock 30 days (compliance): extended 0 locks (0 requests)" in out
+    manifest = next(k for k in [o["Key"] for o in s3_client.list_objects_v2(Bucket=bucket)["Contents"]]
+                    if k.endswith("index.json.blob"))
+    assert s3_client.head_object(Bucket=bucket, Key=manifest)["ObjectLockMode"] == "COMPLIANCE"
+    task = Task.objects.filter(worker_type="syncjob").order_by("-id").first()
+    assert task.result["locks_extended"] == 0 and task.result["requests"] > 0
+    page = admin_client.get("/remotes/locked/").content.decode()
+    assert ("30 days (compliance); the last push extended 0 locks (0 PutObjectRetention requests)"
+            in page)

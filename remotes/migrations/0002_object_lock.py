@@ -19,4 +19,14 @@ class Migration(migrations.Migration):
             field=models.CharField(choices=[('governance', 'Governance'), ('compliance', 'Compliance')],
                                    default='governance', max_length=12),
         ),
+        migrations.AddField(
+            model_name='remote',
+            name='locks_extended',
+            field=models.PositiveIntegerField(default=0),
+        ),
+        migrations.AddField(
+            model_name='remote',
+            name='locks_extended_time',
+            field=models.DateTimeField(blank=True, null=True),
+        ),
     ]
