@@ -6,19 +6,23 @@ local inventory of the remote prefix, the rate limiter from the job and the
 traffic-control rules), runs push or pull, then records the requests on the
 remote and the run's stats on the job.
 """
-from datetime import datetime
+from datetime import datetime, timedelta
+from datetime import timezone as dt_timezone
 from pathlib import Path
 
 from django.conf import settings
 from django.utils import timezone
 
-from pbsweb.worker import task_function
-from remotes.engine.client import KINDS
+from pbsweb.worker import TaskError, task_function
+from remotes.engine.client import KINDS, RequestCounters
+from remotes.models import Remote, record_usage
 from syncjobs.engine.bucket import Bucket
 from syncjobs.engine.common import fmt_bytes
 from syncjobs.engine.inventory import Inventory
 from syncjobs.engine.ratelimit import RateLimiter, TimeFrameRule, effective_rate
+from syncjobs.engine.recover import recover_prefix
 from syncjobs.models import SyncJob, TrafficControlRule
+from syncjobs.remote_content import make_bucket
 
 ALWAYS = "mon..sun"
 
@@ -387,3 +391,60 @@ def restore_from_remote(reporter, remote: str, remote_store: str, snapshot: str,
         except Exception as e:
             reporter.warn(f"could not record request usage: {e}")
         reporter.log(_summary_requests(snap))
+
+
+# -- recovery after an attack (issue 12) ----------------------------------------------------------
+
+def parse_as_of(text: str) -> datetime:
+    """`--as-of`: an ISO 8601 time ('2026-11-30T18:00:00Z', '2026-11-30 18:00' is UTC) or an epoch."""
+    text = (text or "").strip()
+    try:
+        value = datetime.fromtimestamp(float(text), dt_timezone.utc) if text.replace(".", "", 1).isdigit() \
+            else datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except (ValueError, OverflowError, OSError):
+        raise ValueError(f"'{text}' is not a time: give e.g. 2026-11-30T18:00:00Z") from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=dt_timezone.utc)
+    if value > datetime.now(dt_timezone.utc):
+        raise ValueError(f"{value.isoformat()} is in the future")
+    return value
+
+
+@task_function
+def recover_remote(reporter, remote: str, remote_store: str, as_of: str) -> dict:
+    """Task `s3-recover`: make a bucket prefix read as it did at `as_of` from the versions
+    Object Lock keeps (syncjobs.engine.recover); the prefix's inventory is then rebuilt
+    by the next push's full listing."""
+    obj = Remote.objects.filter(remote_id=remote).first()
+    if obj is None:
+        raise TaskError(f"remote '{remote}' does not exist (removed?)")
+    when = parse_as_of(as_of)
+    counters = RequestCounters()
+    cfg = obj.config()
+    bucket = make_bucket(obj, obj.client(counters=counters), remote_store)
+    lock = None
+    if obj.object_lock_days:
+        until = timezone.now() + timedelta(days=obj.object_lock_days)
+        lock = (until.replace(microsecond=0) + timedelta(seconds=1), obj.object_lock_mode)
+    try:
+        result = recover_prefix(bucket, when, reporter, lock=lock)
+    finally:
+        snap = counters.snapshot()
+        try:
+            record_usage(obj, snap, reporter.task)
+        except Exception as e:  # usage accounting must not hide the recovery's own outcome
+            reporter.warn(f"could not record request usage: {e}")
+        reporter.log(_summary_requests(snap))
+    if result.restored or result.hidden:
+        inventory = open_inventory(obj, cfg, remote_store)
+        try:
+            inventory.clear()  # what it knew (versions, locks) is no longer what the prefix holds
+        finally:
+            inventory.close()
+        reporter.log("the next push to this prefix relists it (its inventory was reset)")
+    if result.errors:
+        raise TaskError(f"{len(result.errors)} objects could not be recovered: {result.errors[0]}")
+    if not result.keys:
+        raise TaskError(f"no object versions under s3://{bucket.bucket}/{bucket.prefix}: nothing to recover")
+    return {"restored": len(result.restored), "hidden": len(result.hidden), "unchanged": result.unchanged,
+            "requests": sum(snap.get(k, 0) for k in KINDS)}
