@@ -10,6 +10,7 @@ from datastores.models import Datastore
 from pbsweb.calendarevent import ScheduleError, parse_schedule
 from remotes.models import Remote
 from syncjobs.engine.ratelimit import TimeFrame, parse_rate
+from syncjobs.engine.recover import parse_as_of
 from syncjobs.engine.scope import normalize_ns, parse_group_filter
 from syncjobs.models import DEFAULT_WORKERS, DIRECTIONS, JOB_ID_RE, RULE_NAME_RE, SyncJob, TrafficControlRule
 
@@ -551,3 +552,26 @@ class RemoteRestoreForm(forms.Form):
         self.crypt = crypt
         data["keyfile_text"] = text
         return data
+
+
+class RecoverForm(forms.Form):
+    """Recover bucket as of <time> (the remote's page): the `remote recover` command's fields."""
+
+    store = forms.CharField(label="Remote Store", max_length=255,
+                            help_text="The store prefix in the bucket (as on the Content tab)")
+    as_of = forms.CharField(label="As of (UTC)", max_length=64,
+                            widget=forms.TextInput(attrs={"placeholder": "2026-11-30T18:00:00Z"}),
+                            help_text="A time before the damage: every object is brought back to the version "
+                                      "it had then; objects written later are hidden, not destroyed")
+
+    def clean_store(self):
+        value = self.cleaned_data["store"].strip().strip("/")
+        if not value:
+            raise forms.ValidationError("required, the store prefix in the bucket")
+        return value
+
+    def clean_as_of(self):
+        try:
+            return parse_as_of(self.cleaned_data["as_of"]).isoformat()
+        except ValueError as e:
+            raise forms.ValidationError(str(e)) from None

@@ -9,6 +9,7 @@ import os
 
 from pbsweb.cli import box_table, finish_task, usage_error
 from pbsweb.worker import run
+from syncjobs.engine.recover import parse_as_of
 
 
 def fmt_size(n: int) -> str:
@@ -186,8 +187,6 @@ def add_recover_arguments(parser) -> None:
 
 def do_recover(stdout, opts) -> None:
     """`remote recover ID --as-of TIME --remote-store P`: a task, its log streamed."""
-    from syncjobs.tasks import parse_as_of
-
     obj = _remote(opts["id"])
     prefix = (opts["remote_store"] or "").strip().strip("/")
     if not prefix:

@@ -7,7 +7,6 @@ traffic-control rules), runs push or pull, then records the requests on the
 remote and the run's stats on the job.
 """
 from datetime import datetime, timedelta
-from datetime import timezone as dt_timezone
 from pathlib import Path
 
 from django.conf import settings
@@ -20,7 +19,7 @@ from syncjobs.engine.bucket import Bucket
 from syncjobs.engine.common import fmt_bytes
 from syncjobs.engine.inventory import Inventory
 from syncjobs.engine.ratelimit import RateLimiter, TimeFrameRule, effective_rate
-from syncjobs.engine.recover import recover_prefix
+from syncjobs.engine.recover import parse_as_of, recover_prefix
 from syncjobs.models import SyncJob, TrafficControlRule
 from syncjobs.remote_content import make_bucket
 
@@ -394,21 +393,6 @@ def restore_from_remote(reporter, remote: str, remote_store: str, snapshot: str,
 
 
 # -- recovery after an attack (issue 12) ----------------------------------------------------------
-
-def parse_as_of(text: str) -> datetime:
-    """`--as-of`: an ISO 8601 time ('2026-11-30T18:00:00Z', '2026-11-30 18:00' is UTC) or an epoch."""
-    text = (text or "").strip()
-    try:
-        value = datetime.fromtimestamp(float(text), dt_timezone.utc) if text.replace(".", "", 1).isdigit() \
-            else datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except (ValueError, OverflowError, OSError):
-        raise ValueError(f"'{text}' is not a time: give e.g. 2026-11-30T18:00:00Z") from None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=dt_timezone.utc)
-    if value > datetime.now(dt_timezone.utc):
-        raise ValueError(f"{value.isoformat()} is in the future")
-    return value
-
 
 @task_function
 def recover_remote(reporter, remote: str, remote_store: str, as_of: str) -> dict:

@@ -18,7 +18,7 @@ the listing.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 
 from botocore.exceptions import BotoCoreError, ClientError
 
@@ -34,6 +34,21 @@ class RecoverResult:
     hidden: list[str] = field(default_factory=list)     # rels written after as_of, now delete-marked
     unchanged: int = 0
     errors: list[str] = field(default_factory=list)
+
+
+def parse_as_of(text: str) -> datetime:
+    """`--as-of`: an ISO 8601 time ('2026-11-30T18:00:00Z', '2026-11-30 18:00' is UTC) or an epoch."""
+    text = (text or "").strip()
+    try:
+        value = datetime.fromtimestamp(float(text), timezone.utc) if text.replace(".", "", 1).isdigit() \
+            else datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except (ValueError, OverflowError, OSError):
+        raise ValueError(f"'{text}' is not a time: give e.g. 2026-11-30T18:00:00Z") from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    if value > datetime.now(timezone.utc):
+        raise ValueError(f"{value.isoformat()} is in the future")
+    return value
 
 
 def _history(bucket: Bucket) -> dict[str, list[tuple[datetime, str | None, bool, str]]]:
