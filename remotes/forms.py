@@ -150,18 +150,9 @@ class RemoteForm(forms.Form):
             self.add_error(name, message)
         return data
 
-    def apply(self, remote: Remote) -> Remote:
-        """Copy the cleaned values onto `remote` (the secret only when one was typed)."""
-        data = self.cleaned_data
-        for name in ("provider", "endpoint", "bucket", "region", "access_key", "path_style", "ca_bundle",
-                     "tls_fingerprint", "skip_if_none_match", "delete_via_delete_object", "no_checksum_headers",
-                     "min_storage_days", "object_lock_days", "object_lock_mode", "comment"):
-            setattr(remote, name, data[name])
-        if remote.pk is None:
-            remote.remote_id = data["remote_id"]
-        if data.get("secret_key"):
-            remote.secret_key = data["secret_key"]
-        return remote
+    def values(self) -> dict:
+        """The cleaned values for remotes.services.save_remote (an empty secret keeps the stored one)."""
+        return {name: self.cleaned_data[name] for name in self.MAIN + self.ADVANCED}
 
 
 class ConnectionTestForm(RemoteForm):

@@ -184,6 +184,13 @@ def run_sync_job(reporter, job_id: str, reconcile: bool = False) -> dict:
     if job.direction == "push" and remote.object_lock_days:
         reporter.log(f"Summary: Object Lock {remote.object_lock_days} days ({remote.object_lock_mode}): "
                      f"extended {result.locks_extended} locks ({result.locks_extended} requests)")
+    if result.snapshots_failed or result.errors:
+        # as PBS: a sync that did not carry every snapshot failed, whatever else it did
+        for name, why in result.snapshots_failed:
+            reporter.log(f"Summary: snapshot {name} failed: {why}")
+        for why in result.errors:
+            reporter.log(f"Summary: error: {why}")
+        raise TaskError("sync failed with some errors")
     reporter.log(f"sync job '{job.job_id}' end")
     return {"bytes": result.bytes_transferred, "objects": result.objects_transferred,  # the dashboard's chart
             "snapshots": len(result.snapshots_synced), "failed": len(result.snapshots_failed),
@@ -235,10 +242,9 @@ def run_drill(reporter, remote: str, remote_store: str = "", sample: int = 2, jo
     """Task `drill`: verify what a remote's bucket holds by downloading and restoring it."""
     import time as _time
 
-    from pbsweb.worker import TaskError
     from remotes.engine.client import RequestCounters
     from remotes.models import Remote, record_usage
-    from syncjobs.drills import DrillResult, drill_prefix
+    from syncjobs.engine.drill import DrillResult, drill_prefix
     from syncjobs.models import DrillJob, DrillRun
     from syncjobs.remote_content import make_bucket, store_prefixes
 
@@ -357,7 +363,6 @@ def restore_from_remote(reporter, remote: str, remote_store: str, snapshot: str,
     import os
 
     from datastores.models import Datastore
-    from pbsweb.worker import TaskError
     from remotes.engine.client import RequestCounters
     from remotes.models import Remote, record_usage
     from syncjobs.engine.pull import restore_from_bucket
