@@ -10,7 +10,7 @@ from botocore.exceptions import ClientError
 
 from datastores.engine.report import ListReporter
 from syncjobs.engine.consistency import check_bucket_consistency
-from tests.test_sync_push import (DAY, PREFIX, T0, Env, backup_img, chunk_key, expected_keys,
+from tests.test_sync_push import (DAY, PREFIX, T0, Env, backup_img, chunk_key, env, expected_keys,  # noqa: F401
                                   two_snapshots)
 from tests.s3proxy import s3proxy  # noqa: F401  (fixture)
 
@@ -115,3 +115,40 @@ def test_locked_deletions_are_deferred_then_done_after_the_lock_ends(lock_env):
     assert res.locks_extended == len(expected_keys(env.store))
     report = check_bucket_consistency(env.bucket)
     assert report.ok and not report.unreferenced_chunks
+
+
+# -- own remote retention (keep-… for the bucket instead of remove-vanished) ---------------------
+
+def test_own_remote_retention_keeps_what_pbs_prune_names(env):
+    from datastores.engine.prune import KeepOptions, PruneItem, compute_prune, prune_mark_kept
+    bucket_policy = KeepOptions(keep_daily=7, keep_monthly=3)
+    local_policy = KeepOptions(keep_daily=7)
+    times = [T0 + day * DAY for day in range(40)]
+    for day, t in enumerate(times):
+        backup_img(env.store, env.tmp, "web01", t, [1000 + day])
+        # the local server prunes to keep-daily 7
+        refs = [r for r in env.store.list_snapshots("", recursive=True)]
+        marks = compute_prune([PruneItem(r, r.time) for r in refs], local_policy)
+        for item, mark in marks:
+            if not prune_mark_kept(mark):
+                env.store.remove_snapshot(item.key)
+        res = env.push(keep=bucket_policy)
+        assert res.ok, res.errors
+    names = {time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(item.key))
+             for item, mark in compute_prune([PruneItem(t, t) for t in times], bucket_policy) if prune_mark_kept(mark)}
+    assert len(names) == 8  # 7 days of October and the last of September
+    in_bucket = {k.split("/")[3] for k in env.keys() if k.endswith("/index.json.blob")}
+    assert in_bucket == names
+    report = check_bucket_consistency(env.bucket)
+    assert report.ok and not report.unreferenced_chunks and report.snapshots == 8
+
+
+def test_own_remote_retention_never_uploads_what_it_would_remove_at_once(env):
+    from datastores.engine.prune import KeepOptions
+    for day in range(5):
+        backup_img(env.store, env.tmp, "web01", T0 + day * DAY, [2000 + day])
+    rep = ListReporter()
+    res = env.push(rep, keep=KeepOptions(keep_last=2))
+    assert len(res.snapshots_synced) == 2 and env.proxy.counts["DELETE"] == 0
+    assert "own remote retention: 3 local snapshots are not uploaded (the bucket's policy would remove them at once)" \
+        in rep.lines

@@ -34,6 +34,7 @@ from datastores.engine.blob import check_blob_crc
 from datastores.engine.errors import CorruptionError, DatastoreError
 from datastores.engine.index import read_index
 from datastores.engine.manifest import Manifest
+from datastores.engine.prune import KeepOptions, PruneItem, compute_prune, prune_mark_kept
 from datastores.engine.report import Reporter
 from datastores.engine.source import check_chunk
 
@@ -67,6 +68,7 @@ class PushOptions:
     lock_days: float = 0                # Object Lock: lock every object written this long (0: off)
     lock_mode: str = "governance"       # governance | compliance
     lock_margin_days: float | None = None  # extend locks ending within this (None: lock_days / 3)
+    keep: KeepOptions | None = None     # own remote retention (PBS prune) instead of remove_vanished
 
 
 @dataclass
@@ -163,7 +165,9 @@ class _Pusher:
                 for plan in plans:
                     self.rep.check_abort()
                     self._push_snapshot(pool, plan)
-            if self.opt.remove_vanished:
+            if self.opt.keep is not None and self.opt.keep.any():
+                self._remove_vanished(self._pruned_by_policy())
+            elif self.opt.remove_vanished:
                 self._remove_vanished()
             if self.opt.lock_days:
                 self._extend_locks()
@@ -225,6 +229,8 @@ class _Pusher:
                 groups.setdefault(r.group_rel_dir, []).append(r)
             refs = [r for g in groups.values() for r in sorted(g, key=lambda r: r.time)[-self.opt.transfer_last:]]
         refs.sort(key=lambda r: (r.time, r.rel_dir))  # oldest first
+        if self.opt.keep is not None and self.opt.keep.any():
+            refs = self._kept_by_policy(refs)
         self.in_scope_total = len(refs)
         plans, unchanged = [], 0
         planned: set[str] = set()
@@ -241,6 +247,19 @@ class _Pusher:
                 plans.append(plan)
                 planned.update(plan.chunks)
         return plans, unchanged
+
+    def _kept_by_policy(self, refs: list) -> list:
+        """The local snapshots the remote retention keeps among them and the remote's own
+        (one it would remove at once is never uploaded)."""
+        candidates = {rd: s for rd, s in self._remote_snapshots().items() if self.scope.contains_path(s)}
+        for ref in refs:
+            candidates[ref.rel_dir] = parse_snapshot_dir(ref.rel_dir)
+        marks = self._policy_marks(candidates)
+        kept = [ref for ref in refs if marks.get(ref.rel_dir, True)]
+        if len(kept) < len(refs):
+            self.rep.log(f"own remote retention: {len(refs) - len(kept)} local snapshots are not uploaded "
+                         "(the bucket's policy would remove them at once)")
+        return kept
 
     def _remote_manifest_matches(self, rel: str, md5: str, data: bytes) -> bool:
         entry = self.inv.file(rel)
@@ -438,11 +457,32 @@ class _Pusher:
                 out[snap.rel_dir] = snap
         return out
 
-    def _remove_vanished(self) -> None:
+    def _policy_marks(self, candidates: dict[str, object]) -> dict[str, bool]:
+        """Own remote retention: {rel_dir: kept} for snapshots {rel_dir: SnapshotPath}, each group pruned
+        as PBS prunes (datastores.engine.prune)."""
+        groups: dict[tuple, list[PruneItem]] = {}
+        for rd, snap in candidates.items():
+            t = int(datetime.strptime(snap.time, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp())
+            groups.setdefault((snap.ns, snap.group), []).append(PruneItem(rd, t))
+        marks = {}
+        for items in groups.values():
+            for item, mark in compute_prune(items, self.opt.keep):
+                marks[item.key] = prune_mark_kept(mark)
+        return marks
+
+    def _pruned_by_policy(self) -> list[str]:
+        """The remote snapshots in scope the job's own retention removes."""
+        remote = {rd: s for rd, s in self._remote_snapshots().items() if self.scope.contains_path(s)}
+        return sorted(rd for rd, kept in self._policy_marks(remote).items() if not kept)
+
+    def _remove_vanished(self, vanished: list[str] | None = None) -> None:
+        """Remove the remote snapshots in `vanished` (default: those gone locally), their
+        unfinished uploads, then the chunks no snapshot references."""
         r = self.result
         local = {ref.rel_dir for ref in self._local_snapshots()}
         remote = self._remote_snapshots()
-        vanished = sorted(rd for rd, s in remote.items() if self.scope.contains_path(s) and rd not in local)
+        if vanished is None:
+            vanished = sorted(rd for rd, s in remote.items() if self.scope.contains_path(s) and rd not in local)
         self.vanished = set(vanished)
         removed: list[str] = []
         # files of snapshots whose upload never finished (no manifest) and
@@ -468,7 +508,7 @@ class _Pusher:
             rest = [rel for rd in removed for rel in self.inv.files(rd + "/")]
             r.objects_deleted += len(self._delete_files(rest))
             for rd in removed:
-                self.rep.log(f"removed vanished snapshot {rd}")
+                self.rep.log(f"removed {'pruned' if self.opt.keep is not None else 'vanished'} snapshot {rd}")
             r.snapshots_removed.extend(removed)
             r.deferred_snapshots = [rd for rd in vanished if rd not in removed and f"{rd}/{MANIFEST_NAME}"
                                     in self.deferred_files]
