@@ -105,7 +105,7 @@ class RemoteForm(forms.Form):
         label="Object Lock days", required=False, min_value=0, max_value=cfg_rules.MAX_OBJECT_LOCK_DAYS,
         help_text="Lock every pushed object this many days (0: off). The bucket needs Object Lock; "
                   "Test Connection with 'Probe provider features' checks it.")
-    object_lock_mode = forms.ChoiceField(label="Object Lock mode", initial="governance",
+    object_lock_mode = forms.ChoiceField(label="Object Lock mode", initial="governance", required=False,
                                          choices=[(m, m.capitalize()) for m in cfg_rules.OBJECT_LOCK_MODES])
     comment = forms.CharField(label="Comment", max_length=255, required=False)
 
@@ -146,6 +146,8 @@ class RemoteForm(forms.Form):
                                         else provider_defaults(data["provider"])["min_storage_days"])
         if data.get("object_lock_days") is None:
             data["object_lock_days"] = self.instance.object_lock_days if self.instance is not None else 0
+        if not data.get("object_lock_mode"):
+            data["object_lock_mode"] = self.instance.object_lock_mode if self.instance is not None else "governance"
         for name, message in check_values(data, self.instance).items():
             self.add_error(name, message)
         return data
@@ -175,6 +177,7 @@ class ConnectionTestForm(RemoteForm):
             data["min_storage_days"] = 0
         if data.get("object_lock_days") is None:
             data["object_lock_days"] = 0
+        data["object_lock_mode"] = data.get("object_lock_mode") or "governance"
         if data.get("ca_bundle"):
             message = validate_ca_bundle(data["ca_bundle"])
             if message:

@@ -12,7 +12,8 @@ from remotes.models import Remote
 from syncjobs.engine.ratelimit import TimeFrame, parse_rate
 from syncjobs.engine.recover import parse_as_of
 from syncjobs.engine.scope import normalize_ns, parse_group_filter
-from syncjobs.models import DEFAULT_WORKERS, DIRECTIONS, JOB_ID_RE, RULE_NAME_RE, SyncJob, TrafficControlRule
+from syncjobs.models import (DEFAULT_WORKERS, DIRECTIONS, JOB_ID_RE, KEEP_FIELDS, RULE_NAME_RE, SyncJob,
+                             TrafficControlRule)
 
 PREFIX_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-9_][A-Za-z0-9._-]*)*$")
 MAX_DEPTH = 7
@@ -84,11 +85,21 @@ class SyncJobForm(forms.Form):
                       help_text="Sync even if the prefix belongs to another datastore")
     enabled = BoolField(label="Enabled", required=False, initial=True)
     comment = forms.CharField(label="Comment", required=False, max_length=255)
+    # own remote retention (push): the bucket keeps these instead of mirroring local retention
+    keep_last = forms.IntegerField(label="Remote Keep Last", required=False, min_value=1, max_value=100_000,
+                                   help_text="Own retention for the bucket (PBS prune), instead of Remove "
+                                             "Vanished; empty = mirror local retention")
+    keep_hourly = forms.IntegerField(label="Remote Keep Hourly", required=False, min_value=1, max_value=100_000)
+    keep_daily = forms.IntegerField(label="Remote Keep Daily", required=False, min_value=1, max_value=100_000)
+    keep_weekly = forms.IntegerField(label="Remote Keep Weekly", required=False, min_value=1, max_value=100_000)
+    keep_monthly = forms.IntegerField(label="Remote Keep Monthly", required=False, min_value=1, max_value=100_000)
+    keep_yearly = forms.IntegerField(label="Remote Keep Yearly", required=False, min_value=1, max_value=100_000)
 
     # CLI / API names of the fields (for one-line errors)
     CLI_NAMES = {"id": "id", "remote_store": "remote-store", "max_depth": "max-depth",
                  "remove_vanished": "remove-vanished", "group_filter": "group-filter",
-                 "transfer_last": "transfer-last", "rate_out": "rate-out", "burst_out": "burst-out"}
+                 "transfer_last": "transfer-last", "rate_out": "rate-out", "burst_out": "burst-out",
+                 **{name: name.replace("_", "-") for name in KEEP_FIELDS}}
 
     def __init__(self, *args, instance: SyncJob | None = None, **kwargs):
         self.instance = instance
@@ -115,7 +126,7 @@ class SyncJobForm(forms.Form):
 
     LAYOUT = (("id", "direction", "store", "ns", "max_depth", "schedule", "rate_out", "burst_out", "comment"),
               ("remote", "remote_store", "remove_vanished", "transfer_last", "workers", "force", "enabled"),
-              ("group_filter",))
+              ("group_filter",) + KEEP_FIELDS)
 
     def columns(self):
         return [[self[name] for name in names] for names in self.LAYOUT]
@@ -198,6 +209,13 @@ class SyncJobForm(forms.Form):
         store = data.get("store")
         if not self.errors.get("remote_store") and store is not None and not data.get("remote_store"):
             data["remote_store"] = store.name
+        keeps = [name for name in KEEP_FIELDS if data.get(name)]
+        if keeps and data.get("direction") == "pull":
+            self.add_error(keeps[0], "own remote retention is for push jobs (a pull mirrors the bucket)")
+        elif keeps and data.get("remove_vanished"):
+            self.add_error("remove_vanished", f"the job keeps its own retention in the bucket "
+                                              f"({keeps[0].replace('_', '-')}): turn off remove-vanished or "
+                                              "clear the keep options")
         return data
 
     # -- errors --------------------------------------------------------------------
@@ -229,6 +247,8 @@ class SyncJobForm(forms.Form):
         job.force = d["force"]
         job.enabled = d["enabled"]
         job.comment = d["comment"]
+        for name in KEEP_FIELDS:
+            setattr(job, name, d[name])
         return job
 
 
@@ -242,6 +262,7 @@ def job_to_data(job: SyncJob) -> dict:
         "transfer_last": job.transfer_last or "", "rate_out": rate_text(job.rate_out),
         "burst_out": rate_text(job.burst_out), "workers": job.workers, "force": job.force,
         "enabled": job.enabled, "comment": job.comment,
+        **{name: "" if getattr(job, name) is None else getattr(job, name) for name in KEEP_FIELDS},
     }
 
 
@@ -256,7 +277,8 @@ API_FIELDS = {"id": "id", "store": "store", "remote": "remote", "remote-store": 
               "remove-vanished": "remove_vanished", "transfer-last": "transfer_last", "rate-out": "rate_out",
               "burst-out": "burst_out", "worker-threads": "workers", "workers": "workers",
               "sync-direction": "direction", "direction": "direction", "force": "force",
-              "enabled": "enabled", "comment": "comment"}
+              "enabled": "enabled", "comment": "comment",
+              **{name.replace("_", "-"): name for name in KEEP_FIELDS}}
 
 
 def json_text(value) -> str:

@@ -20,7 +20,7 @@ from syncjobs.engine.common import fmt_bytes
 from syncjobs.engine.inventory import Inventory
 from syncjobs.engine.ratelimit import RateLimiter, TimeFrameRule, effective_rate
 from syncjobs.engine.recover import parse_as_of, recover_prefix
-from syncjobs.models import SyncJob, TrafficControlRule
+from syncjobs.models import KEEP_FIELDS, SyncJob, TrafficControlRule
 from syncjobs.remote_content import make_bucket
 
 ALWAYS = "mon..sun"
@@ -118,7 +118,12 @@ def run_sync_job(reporter, job_id: str, reconcile: bool = False) -> dict:
         scope.append("group filter " + ", ".join(job.group_filter))
     if job.transfer_last:
         scope.append(f"transfer-last {job.transfer_last}")
-    scope.append(f"remove-vanished {'yes' if job.remove_vanished else 'no'}")
+    keep = job.remote_keep if job.direction == "push" else None
+    if keep is not None:
+        scope.append("own remote retention " + " ".join(
+            f"{name.replace('_', '-')} {getattr(keep, name)}" for name in KEEP_FIELDS if getattr(keep, name)))
+    else:
+        scope.append(f"remove-vanished {'yes' if job.remove_vanished else 'no'}")
     reporter.log("scope: " + "; ".join(scope))
     limiter, rate_text = build_limiter(job, remote)
     reporter.log(rate_text)
@@ -141,7 +146,7 @@ def run_sync_job(reporter, job_id: str, reconcile: bool = False) -> dict:
                                   workers=job.workers, force=job.force, limiter=limiter,
                                   min_storage_days=remote.min_storage_days or 0, reconcile=reconcile,
                                   counters=counters, lock_days=remote.object_lock_days,
-                                  lock_mode=remote.object_lock_mode)
+                                  lock_mode=remote.object_lock_mode, keep=keep)
             result = push_sync(store, bucket, inventory, options, reporter)
             stored = inventory_bytes(inventory)
     finally:

@@ -167,3 +167,36 @@ def test_sync_job_to_locked_remote_logs_and_shows_lock_extensions(tmp_path, s3_s
     page = admin_client.get("/remotes/locked/").content.decode()
     assert ("30 days (compliance); the last push extended 0 locks (0 PutObjectRetention requests)"
             in page)
+
+
+# --- own remote retention: sync-job options -------------------------------------------------------
+
+@pytest.mark.django_db
+def test_sync_job_own_remote_retention_options(tmp_path, s3_server, s3_client, s3_bucket):
+    from tests.test_syncjob_run import make_remote, make_store, run_cli
+    from syncjobs.models import SyncJob
+    make_store(tmp_path, backups=3)
+    make_remote(s3_server, s3_bucket)
+    run_cli("sync-job", "create", "own-ret", "--store", "store1", "--remote", "s3-test",
+            "--remote-store", "backups", "--keep-last", "2", "--keep-monthly", "3")
+    job = SyncJob.objects.get(job_id="own-ret")
+    assert (job.keep_last, job.keep_monthly, job.keep_daily) == (2, 3, None)
+    from syncjobs.services import job_privileges
+    assert ("Remote.DatastorePrune", "/remote/s3-test") in job_privileges(job)  # it deletes in the bucket
+    show = json.loads(run_cli("sync-job", "show", "own-ret", "--output-format", "json"))
+    assert (show["keep-last"], show["keep-monthly"]) == (2, 3)
+    for args, message in ((("--remove-vanished", "true"), "remove-vanished: the job keeps its own retention in the "
+                                                            "bucket (keep-last): turn off remove-vanished"),
+                          (("--direction", "pull"), "keep-last: own remote retention is for push jobs"),
+                          (("--keep-daily", "0"), "keep-daily: Ensure this value is greater than or equal to 1.")):
+        with pytest.raises(CommandError) as info:
+            run_cli("sync-job", "update", "own-ret", *args)
+        assert info.value.returncode == 2 and str(info.value).startswith(message), str(info.value)
+    out = run_cli("sync-job", "run", "own-ret")
+    assert "scope: namespace '/'; own remote retention keep-last 2 keep-monthly 3" in out
+    assert "own remote retention: 1 local snapshots are not uploaded" in out
+    manifests = [o["Key"] for o in s3_client.list_objects_v2(Bucket=s3_bucket)["Contents"]
+                 if o["Key"].endswith("index.json.blob")]
+    assert len(manifests) == 2
+    run_cli("sync-job", "update", "own-ret", "--delete", "keep-last", "--delete", "keep-monthly")
+    assert SyncJob.objects.get(job_id="own-ret").remote_keep is None
