@@ -40,7 +40,7 @@ class Remote(models.Model):
     ca_bundle = models.TextField(blank=True)          # PEM, for a self-signed MinIO
     tls_fingerprint = models.CharField(max_length=95, blank=True)
     min_storage_days = models.PositiveIntegerField(default=0)
-    # Object Lock (docs/DESIGN.md §3, §9): every pushed object is locked this many days (0: off).
+    # Object Lock (docs/DESIGN.md §3): every pushed object is locked this many days (0: off).
     object_lock_days = models.PositiveIntegerField(default=0)
     object_lock_mode = models.CharField(max_length=12, default="governance",
                                         choices=[(m, m.capitalize()) for m in OBJECT_LOCK_MODES])

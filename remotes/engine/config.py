@@ -57,7 +57,7 @@ class RemoteConfig:
     max_attempts: int = 5
     max_pool_connections: int = 16
     min_storage_days: int = 0
-    object_lock_days: int = 0             # every pushed object locked this long (0: no lock), docs/DESIGN.md §9
+    object_lock_days: int = 0             # every pushed object locked this long (0: no lock), docs/DESIGN.md §3
     object_lock_mode: str = "governance"  # OBJECT_LOCK_MODES
 
     def resolved_endpoint(self) -> str:

@@ -10,7 +10,7 @@ nothing new costs one GET (the ownership marker); new data costs one PUT per
 new object. A full listing happens only on reconcile (first run, on request,
 after `reconcile_interval_days`, or when the marker/owner changed).
 
-Object Lock (docs/DESIGN.md §3, §9): with `lock_days`, every object is written
+Object Lock (docs/DESIGN.md §3): with `lock_days`, every object is written
 locked until upload + lock_days, and each run extends (PutObjectRetention, one
 request per object) the locks that end within the margin of the objects the
 kept snapshots need; the inventory keeps each lock's end, so a run with no

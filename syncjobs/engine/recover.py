@@ -1,4 +1,4 @@
-"""Recover a bucket prefix as of a time (issue 12, docs/DESIGN.md §3, §9).
+"""Recover a bucket prefix as of a time (issue 12, docs/DESIGN.md §3).
 
 Someone holding the S3 key can delete or overwrite every object, but with
 versioning (Object Lock) the versions we wrote stay. For each key under the
