@@ -152,3 +152,15 @@ def test_own_remote_retention_never_uploads_what_it_would_remove_at_once(env):
     assert len(res.snapshots_synced) == 2 and env.proxy.counts["DELETE"] == 0
     assert "own remote retention: 3 local snapshots are not uploaded (the bucket's policy would remove them at once)" \
         in rep.lines
+
+
+def test_lock_period_on_a_bucket_without_object_lock_fails_clearly(env):
+    from syncjobs.engine.bucket import SyncError
+    two_snapshots(env)
+    with pytest.raises(SyncError) as info:
+        env.push(lock_days=30)
+    assert str(info.value) == (
+        f"PUT s3://{env.bucket_name}/{PREFIX}/.pbsweb-datastore.json failed: InvalidRequest: Bucket is missing "
+        f"ObjectLockConfiguration. The remote locks objects (Object Lock days) but bucket '{env.bucket_name}' has "
+        "no Object Lock: use a bucket created with Object Lock, or set the remote's Object Lock days to 0")
+    assert env.keys() == set()  # nothing written

@@ -90,8 +90,15 @@ class Bucket:
                    if_absent: bool = False) -> tuple[bool, str | None]:
         """Upload an object under Object Lock until `until` (mode GOVERNANCE or COMPLIANCE);
         returns (written, version id). S3 requires Content-MD5 (or a checksum) on such a PUT."""
-        resp = self._put(rel, data, if_absent, ObjectLockMode=mode.upper(), ObjectLockRetainUntilDate=until,
-                         ContentMD5=base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode())
+        try:
+            resp = self._put(rel, data, if_absent, ObjectLockMode=mode.upper(), ObjectLockRetainUntilDate=until,
+                             ContentMD5=base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode())
+        except SyncError as exc:
+            if exc.code == "InvalidRequest" and "objectlock" in str(exc).lower().replace(" ", ""):
+                raise SyncError(f"{exc}. The remote locks objects (Object Lock days) but bucket '{self.bucket}' "
+                                "has no Object Lock: use a bucket created with Object Lock, or set the remote's "
+                                "Object Lock days to 0", key=exc.key, code=exc.code) from exc
+            raise
         return (True, resp.get("VersionId")) if resp is not None else (False, None)
 
     def _put(self, rel: str, data: bytes, if_absent: bool, **extra) -> dict | None:
