@@ -6,22 +6,34 @@ local inventory of the remote prefix, the rate limiter from the job and the
 traffic-control rules), runs push or pull, then records the requests on the
 remote and the run's stats on the job.
 """
+import json
+import os
+import re
+import secrets
+import tempfile
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
 from django.utils import timezone
 
-from pbsweb.worker import TaskError, task_function
-from remotes.engine.client import KINDS, RequestCounters
+from datastores.engine.crypto import load_keyfile
+from datastores.models import Datastore
+from pbsweb.secretbox import decrypt_secret, encrypt_secret
+from pbsweb.worker import TaskError, task_function, user_message
+from remotes.engine.client import KINDS, RequestCounters, summary_line
 from remotes.models import Remote, record_usage
 from syncjobs.engine.bucket import Bucket
 from syncjobs.engine.common import fmt_bytes
+from syncjobs.engine.drill import DrillResult, drill_prefix
 from syncjobs.engine.inventory import Inventory
+from syncjobs.engine.pull import PullOptions, pull_sync, restore_from_bucket
+from syncjobs.engine.push import PushOptions, push_sync
 from syncjobs.engine.ratelimit import RateLimiter, TimeFrameRule, effective_rate
 from syncjobs.engine.recover import parse_as_of, recover_prefix
-from syncjobs.models import KEEP_FIELDS, SyncJob, TrafficControlRule
-from syncjobs.remote_content import make_bucket
+from syncjobs.models import KEEP_FIELDS, DrillJob, DrillRun, SyncJob, TrafficControlRule
+from syncjobs.remote_content import make_bucket, store_prefixes
 
 ALWAYS = "mon..sun"
 
@@ -91,9 +103,6 @@ def remote_stored_bytes(remote, cfg) -> int:
 
 @task_function
 def run_sync_job(reporter, job_id: str, reconcile: bool = False) -> dict:
-    from remotes.engine.client import RequestCounters
-    from remotes.models import record_usage
-
     job = SyncJob.objects.select_related("store", "remote").filter(job_id=job_id).first()
     if job is None:
         raise RuntimeError(f"sync job '{job_id}' does not exist (removed?)")
@@ -132,7 +141,6 @@ def run_sync_job(reporter, job_id: str, reconcile: bool = False) -> dict:
     result = None
     try:
         if job.direction == "pull":
-            from syncjobs.engine.pull import PullOptions, pull_sync
             if reconcile:
                 reporter.log("pull always lists the bucket prefix; nothing extra to reconcile")
             options = PullOptions(ns=job.ns, max_depth=job.max_depth, group_filter=list(job.group_filter or []),
@@ -140,7 +148,6 @@ def run_sync_job(reporter, job_id: str, reconcile: bool = False) -> dict:
                                   workers=job.workers, limiter=limiter, counters=counters)
             result = pull_sync(bucket, store, inventory, options, reporter)
         else:
-            from syncjobs.engine.push import PushOptions, push_sync
             options = PushOptions(ns=job.ns, max_depth=job.max_depth, group_filter=list(job.group_filter or []),
                                   remove_vanished=job.remove_vanished, transfer_last=job.transfer_last,
                                   workers=job.workers, force=job.force, limiter=limiter,
@@ -189,18 +196,19 @@ def run_sync_job(reporter, job_id: str, reconcile: bool = False) -> dict:
     if job.direction == "push" and remote.object_lock_days:
         reporter.log(f"Summary: Object Lock {remote.object_lock_days} days ({remote.object_lock_mode}): "
                      f"extended {result.locks_extended} locks ({result.locks_extended} requests)")
+    figures = {"bytes": result.bytes_transferred, "objects": result.objects_transferred,  # the dashboard's chart
+               "snapshots": len(result.snapshots_synced), "failed": len(result.snapshots_failed),
+               "locks_extended": result.locks_extended, "requests": sum(snap.get(k, 0) for k in KINDS),
+               "deferred": result.deferred_chunks + result.deferred_files + len(result.deferred_snapshots)}
     if result.snapshots_failed or result.errors:
         # as PBS: a sync that did not carry every snapshot failed, whatever else it did
         for name, why in result.snapshots_failed:
             reporter.log(f"Summary: snapshot {name} failed: {why}")
         for why in result.errors:
             reporter.log(f"Summary: error: {why}")
-        raise TaskError("sync failed with some errors")
+        raise TaskError("sync failed with some errors", result=figures)
     reporter.log(f"sync job '{job.job_id}' end")
-    return {"bytes": result.bytes_transferred, "objects": result.objects_transferred,  # the dashboard's chart
-            "snapshots": len(result.snapshots_synced), "failed": len(result.snapshots_failed),
-            "locks_extended": result.locks_extended, "requests": sum(snap.get(k, 0) for k in KINDS),
-            "deferred": result.deferred_chunks + result.deferred_files + len(result.deferred_snapshots)}
+    return figures
 
 
 def _why_nothing(result) -> str:
@@ -213,7 +221,6 @@ def _why_nothing(result) -> str:
 
 
 def _summary_requests(snap: dict) -> str:
-    from remotes.engine.client import summary_line
     return "S3 " + summary_line(snap)
 
 
@@ -229,7 +236,6 @@ def restore_key_dir() -> Path:
 
 def local_keys() -> dict:
     """Fingerprint -> CryptConfig of the datastore keys this server holds (unreadable ones skipped)."""
-    from datastores.models import Datastore
     keys = {}
     for ds in Datastore.objects.exclude(key_fingerprint=""):
         try:
@@ -245,20 +251,14 @@ def local_keys() -> dict:
 def run_drill(reporter, remote: str, remote_store: str = "", sample: int = 2, job_id: str | None = None,
               seed: int | None = None) -> None:
     """Task `drill`: verify what a remote's bucket holds by downloading and restoring it."""
-    import time as _time
 
-    from remotes.engine.client import RequestCounters
-    from remotes.models import Remote, record_usage
-    from syncjobs.engine.drill import DrillResult, drill_prefix
-    from syncjobs.models import DrillJob, DrillRun
-    from syncjobs.remote_content import make_bucket, store_prefixes
 
     obj = Remote.objects.filter(remote_id=remote).first()
     if obj is None:
         raise TaskError(f"remote '{remote}' does not exist (removed?)")
     task = reporter.task
     job = DrillJob.objects.filter(job_id=job_id).first() if job_id else None
-    seed = int(seed) if seed is not None else int(_time.time())
+    seed = int(seed) if seed is not None else int(time.time())
     counters = RequestCounters()
     client = obj.client(counters=counters)
     cfg = obj.config()
@@ -292,7 +292,6 @@ def run_drill(reporter, remote: str, remote_store: str = "", sample: int = 2, jo
         reporter.log(_summary_requests(snap))
     downloaded = int(snap.get("bytes_down", 0) or 0)
     if error is not None:
-        from pbsweb.worker import user_message
         message = user_message(error)[0]
     elif total.problems:
         more = f" (and {len(total.problems) - 3} more, see the task log)" if len(total.problems) > 3 else ""
@@ -322,11 +321,7 @@ def run_drill(reporter, remote: str, remote_store: str = "", sample: int = 2, jo
 def save_restore_key(keyfile_text: str, passphrase: str | None) -> str:
     """Keep an uploaded key for the restore task that uses it (encrypted at rest, 0600);
     returns the token the task reads (and deletes) it by."""
-    import json
-    import os
-    import secrets
 
-    from pbsweb.secretbox import encrypt_secret
     token = secrets.token_hex(16)
     d = restore_key_dir()
     d.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -339,12 +334,7 @@ def save_restore_key(keyfile_text: str, passphrase: str | None) -> str:
 
 def load_restore_key(token: str):
     """The CryptConfig saved under `token`; the saved file is removed."""
-    import json
-    import re
-    import tempfile
 
-    from datastores.engine.crypto import load_keyfile
-    from pbsweb.secretbox import decrypt_secret
     if not re.fullmatch(r"[0-9a-f]{32}", token or ""):
         raise ValueError("key token: invalid")
     path = restore_key_dir() / f"{token}.key"
@@ -365,13 +355,7 @@ def restore_from_remote(reporter, remote: str, remote_store: str, snapshot: str,
                         key_store: str | None = None, key_token: str | None = None, crypt=None) -> None:
     """Task `reader`: restore one archive of a bucket snapshot to a path on this server,
     fetching only that archive's chunks, each verified."""
-    import os
 
-    from datastores.models import Datastore
-    from remotes.engine.client import RequestCounters
-    from remotes.models import Remote, record_usage
-    from syncjobs.engine.pull import restore_from_bucket
-    from syncjobs.remote_content import make_bucket
 
     obj = Remote.objects.filter(remote_id=remote).first()
     if obj is None:
