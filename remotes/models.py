@@ -15,7 +15,7 @@ from django.utils import timezone
 from pbsweb.paths import data_file
 from pbsweb.secretbox import decrypt_secret, encrypt_secret
 from remotes.engine import providers
-from remotes.engine.config import PROVIDERS, RemoteConfig
+from remotes.engine.config import OBJECT_LOCK_MODES, PROVIDERS, RemoteConfig
 
 PROVIDER_CHOICES = [(key, providers.get_preset(key).label) for key in PROVIDERS]
 USAGE_KINDS = ("get", "put", "head", "delete", "list")
@@ -36,6 +36,13 @@ class Remote(models.Model):
     ca_bundle = models.TextField(blank=True)          # PEM, for a self-signed MinIO
     tls_fingerprint = models.CharField(max_length=95, blank=True)
     min_storage_days = models.PositiveIntegerField(default=0)
+    # Object Lock (docs/DESIGN.md §3): every pushed object is locked this many days (0: off).
+    object_lock_days = models.PositiveIntegerField(default=0)
+    object_lock_mode = models.CharField(max_length=12, default="governance",
+                                        choices=[(m, m.capitalize()) for m in OBJECT_LOCK_MODES])
+    # The last push's lock extensions (one PutObjectRetention request each); the sync app writes them.
+    locks_extended = models.PositiveIntegerField(default=0)
+    locks_extended_time = models.DateTimeField(null=True, blank=True)
     comment = models.CharField(max_length=255, blank=True)
     # The last Test Connection of the saved remote.
     last_test_ok = models.BooleanField(null=True, blank=True)
@@ -107,6 +114,7 @@ class Remote(models.Model):
             ca_bundle=self.write_ca_bundle() if write_ca else None,
             tls_fingerprint=self.tls_fingerprint or None,
             min_storage_days=self.min_storage_days,
+            object_lock_days=self.object_lock_days, object_lock_mode=self.object_lock_mode,
         )
         values.update(overrides)
         return RemoteConfig(**values)

@@ -9,7 +9,8 @@ def remote_json(r: Remote) -> dict:
         "path-style": r.path_style, "skip-if-none-match": r.skip_if_none_match,
         "delete-via-delete-object": r.delete_via_delete_object, "no-checksum-headers": r.no_checksum_headers,
         "ca-bundle": bool(r.ca_bundle), "fingerprint": r.tls_fingerprint or None,
-        "min-storage-days": r.min_storage_days, "comment": r.comment, "stored-bytes": r.stored_bytes,
+        "min-storage-days": r.min_storage_days,
+        "object-lock-days": r.object_lock_days, "object-lock-mode": r.object_lock_mode, "comment": r.comment, "stored-bytes": r.stored_bytes,
         "last-test": None if r.last_test_time is None else {
             "ok": r.last_test_ok, "time": int(r.last_test_time.timestamp()), "message": r.last_test_message,
             "latency-ms": r.last_test_latency_ms, "upid": r.last_test_upid or None},
