@@ -565,15 +565,15 @@ class RemoteRestoreForm(forms.Form):
 class RecoverForm(forms.Form):
     """Recover bucket as of <time> (the remote's page): the `remote recover` command's fields."""
 
-    store = forms.CharField(label="Remote Store", max_length=255,
+    remote_store = forms.CharField(label="Remote Store", max_length=255,
                             help_text="The store prefix in the bucket (as on the Content tab)")
     as_of = forms.CharField(label="As of (UTC)", max_length=64,
                             widget=forms.TextInput(attrs={"placeholder": "2026-11-30T18:00:00Z"}),
                             help_text="A time before the damage: every object is brought back to the version "
                                       "it had then; objects written later are hidden, not destroyed")
 
-    def clean_store(self):
-        value = self.cleaned_data["store"].strip().strip("/")
+    def clean_remote_store(self):
+        value = self.cleaned_data["remote_store"].strip().strip("/")
         if not value:
             raise forms.ValidationError("required, the store prefix in the bucket")
         return value

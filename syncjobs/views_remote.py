@@ -256,11 +256,11 @@ def remote_recover(request, remote):
         form = RecoverForm(request.POST)
         if form.is_valid():
             d = form.cleaned_data
-            task = run("syncjobs.tasks.recover_remote", "s3-recover", f"{obj.remote_id}:{d['store']}",
-                       request.user.username, {"remote": obj.remote_id, "remote_store": d["store"],
+            task = run("syncjobs.tasks.recover_remote", "s3-recover", f"{obj.remote_id}:{d['remote_store']}",
+                       request.user.username, {"remote": obj.remote_id, "remote_store": d["remote_store"],
                                                "as_of": d["as_of"]})
             return _done(request, task.url)
     else:
-        form = RecoverForm(initial={"store": (request.GET.get("store") or "").strip("/")})
+        form = RecoverForm(initial={"remote_store": (request.GET.get("remote_store") or "").strip("/")})
     status = 400 if form.is_bound and form.errors else 200
     return render(request, "syncjobs/remote_recover_page.html", {"r": obj, "form": form}, status=status)

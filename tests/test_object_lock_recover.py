@@ -97,20 +97,20 @@ def test_console_recover_dialog(s3_server, admin_client, audit_user):
     page = admin_client.get("/remotes/s3-test/").content.decode()
     assert 'href="/remotes/s3-test/recover/">Recover bucket as of…</a>' in page
     assert audit_client.get("/remotes/s3-test/recover/").status_code == 403
-    assert audit_client.post("/remotes/s3-test/recover/", {"store": "backups", "as_of": "2026-01-01T00:00:00Z"}
+    assert audit_client.post("/remotes/s3-test/recover/", {"remote_store": "backups", "as_of": "2026-01-01T00:00:00Z"}
                              ).status_code == 403
-    html = admin_client.get("/remotes/s3-test/recover/?store=backups").content.decode()
-    assert 'name="store" value="backups"' in html and 'name="as_of"' in html
+    html = admin_client.get("/remotes/s3-test/recover/?remote_store=backups").content.decode()
+    assert 'name="remote_store" value="backups"' in html and 'name="as_of"' in html
     # bad input: the field's message, no task, input not echoed as HTML
-    response = admin_client.post("/remotes/s3-test/recover/", {"store": "backups", "as_of": "<b>soon</b>"})
+    response = admin_client.post("/remotes/s3-test/recover/", {"remote_store": "backups", "as_of": "<b>soon</b>"})
     assert response.status_code == 400
     html = response.content.decode()
     assert ('data-field="as_of">&#x27;&lt;b&gt;soon&lt;/b&gt;&#x27; is not a time: give e.g. 2026-11-30T18:00:00Z'
             in html) and "<b>soon</b>" not in html
-    response = admin_client.post("/remotes/s3-test/recover/", {"store": "/", "as_of": "2026-01-01T00:00:00Z"})
-    assert 'data-field="store">required, the store prefix in the bucket' in response.content.decode()
+    response = admin_client.post("/remotes/s3-test/recover/", {"remote_store": "/", "as_of": "2026-01-01T00:00:00Z"})
+    assert 'data-field="remote_store">required, the store prefix in the bucket' in response.content.decode()
     assert not Task.objects.filter(worker_type="s3-recover").exists()
-    response = admin_client.post("/remotes/s3-test/recover/", {"store": "backups/", "as_of": "2026-01-01 06:30"})
+    response = admin_client.post("/remotes/s3-test/recover/", {"remote_store": "backups/", "as_of": "2026-01-01 06:30"})
     task = Task.objects.get(worker_type="s3-recover")
     assert response.status_code == 302 and response["Location"] == task.url
     assert task.arguments == {"remote": "s3-test", "remote_store": "backups", "as_of": "2026-01-01T06:30:00+00:00"}
