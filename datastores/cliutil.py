@@ -4,6 +4,7 @@ import os
 import shutil
 import sys
 
+from datastores.engine.crypto import keyfile_info, load_keyfile
 from datastores.engine.errors import DatastoreError
 from datastores.services import FieldError, get_store, open_store
 from pbsweb.cli import usage_error
@@ -33,7 +34,6 @@ def read_passphrase(prompt="Encryption Key Password: ", confirm=False):
 
 def load_key_or_exit(path, field="keyfile"):
     """Load a key file given on the command line; passphrase from env or prompt."""
-    from datastores.engine.crypto import keyfile_info, load_keyfile
     try:
         info = keyfile_info(path)
     except DatastoreError as e:

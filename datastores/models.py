@@ -10,11 +10,16 @@
 import re
 from pathlib import Path
 
-from django.core.exceptions import ValidationError
+from django.core.exceptions import ImproperlyConfigured, ValidationError
 from django.db import models
 
+from datastores.engine.crypto import load_keyfile
+from datastores.engine.datastore import Datastore as EngineStore
+from datastores.engine.errors import DatastoreError
+from pbsweb.calendarevent import ScheduleError, parse_schedule
 from pbsweb.models import ScheduledJob, Task
 from pbsweb.paths import data_file
+from pbsweb.secretbox import decrypt_secret
 from pbsweb.worker import run
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{2,31}$")
@@ -36,7 +41,6 @@ def validate_job_id(value: str) -> None:
 def validate_schedule(value: str) -> None:
     if not value:
         return
-    from pbsweb.calendarevent import ScheduleError, parse_schedule
     try:
         parse_schedule(value)
     except ScheduleError as e:
@@ -67,7 +71,6 @@ class Datastore(ScheduledJob):
         return self.schedule
 
     def engine(self):
-        from datastores.engine.datastore import Datastore as EngineStore
         return EngineStore(self.path)
 
     @property
@@ -81,11 +84,7 @@ class Datastore(ScheduledJob):
         """The datastore's encryption key (None when it has none)."""
         if not self.has_key():
             return None
-        from django.core.exceptions import ImproperlyConfigured
 
-        from datastores.engine.crypto import load_keyfile
-        from datastores.engine.errors import DatastoreError
-        from pbsweb.secretbox import decrypt_secret
         try:
             passphrase = decrypt_secret(self.key_passphrase) if self.key_passphrase else None
         except ImproperlyConfigured as e:

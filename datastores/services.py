@@ -4,17 +4,19 @@ import shutil
 from pathlib import Path
 
 from django.db import IntegrityError, transaction
+from django.db.models import ProtectedError
+from django.utils import timezone as djtz
 
 from datastores.engine.crypto import create_keyfile
 from datastores.engine.datastore import MARKER
 from datastores.engine.datastore import Datastore as EngineStore
 from datastores.engine.errors import DatastoreError
+from datastores.engine.prune import KeepOptions, PruneItem, compute_prune
 from datastores.models import NAME_RE, Datastore
 from pbsweb.errors import Conflict, UserError
 from pbsweb.paths import overlaps_data_dir
 from pbsweb.secretbox import encrypt_secret, ensure_key
 from pbsweb.worker import run
-
 
 RESERVED_NAMES = {"add", "create"}   # URLs under /datastore/
 
@@ -148,7 +150,6 @@ def snapshot_info(eng: EngineStore, ref) -> dict:
 
 def keep_options_from(values: dict):
     """KeepOptions from a dict of keep_* (ints or None); FieldError naming a bad one."""
-    from datastores.engine.prune import KeepOptions
     kw = {}
     for k in ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly"):
         v = values.get(k)
@@ -166,8 +167,6 @@ def keep_options_from(values: dict):
 
 def prune_plan(eng: EngineStore, keep, ns: str = "", recursive: bool = True, tz=None):
     """[(ref, mark)] for every group below ns, newest first within each group."""
-    from datastores.engine.prune import PruneItem, compute_prune
-    from django.utils import timezone as djtz
     tz = tz or djtz.get_current_timezone()
     groups: dict = {}
     for ref in eng.list_snapshots(ns, recursive=recursive):
@@ -187,7 +186,6 @@ def start_store_task(function: str, worker_type: str, worker_id: str, user: str,
 def remove_datastore(cfg: Datastore) -> None:
     """Remove a datastore from the configuration (its data stays on disk). Jobs of other apps
     that protect it (sync jobs) must be removed first."""
-    from django.db.models import ProtectedError
     try:
         with transaction.atomic():
             cfg.delete()

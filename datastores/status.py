@@ -1,6 +1,7 @@
 """Summary facts about a datastore: filesystem usage, counts, last GC status."""
 import json
 import shutil
+from datetime import datetime, timezone
 from pathlib import Path
 
 from datastores.engine.errors import DatastoreError
@@ -25,7 +26,6 @@ def _pick(doc, *names):
 
 def _epoch_iso(value):
     if isinstance(value, (int, float)) and value > 0:
-        from datetime import datetime, timezone
         return datetime.fromtimestamp(value, tz=timezone.utc).isoformat(timespec="seconds")
     return value
 

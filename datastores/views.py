@@ -1,4 +1,5 @@
 """Datastore pages as PBS: Summary, Content, Prune & GC, Verify Jobs, Options, Encryption."""
+import json
 import os
 import tempfile
 from urllib.parse import urlencode
@@ -9,14 +10,31 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST, require_safe
 
 from datastores import status as ds_status
+from datastores.engine.catalog import read_catalog
+from datastores.engine.crypto import keyfile_info, paper_key
 from datastores.engine.datastore import validate_ns
 from datastores.engine.errors import DatastoreError
-from datastores.forms import (DatastoreAddForm, DatastoreOptionsForm, KeepForm, KeyForm, NotesForm, PruneJobForm,
-                              VerifyJobForm)
+from datastores.engine.restore import open_archive_stream, restore_file
+from datastores.forms import (
+    DatastoreAddForm,
+    DatastoreOptionsForm,
+    KeepForm,
+    KeyForm,
+    NotesForm,
+    PruneJobForm,
+    VerifyJobForm,
+)
 from datastores.models import Datastore, PruneJob, VerifyJob
 from datastores.protocol import connection_info
-from datastores.services import (FieldError, check_no_key, create_datastore_key, keep_options_from, prune_plan,
-                                 remove_datastore, snapshot_info)
+from datastores.services import (
+    FieldError,
+    check_no_key,
+    create_datastore_key,
+    keep_options_from,
+    prune_plan,
+    remove_datastore,
+    snapshot_info,
+)
 from datastores.services import start_store_task as start_task
 from pbsweb.access import has_privilege, require
 from pbsweb.errors import UserError
@@ -280,7 +298,6 @@ def _stream(reader, block=1 << 20):
 @require("Datastore.Read", _path)
 def snapshot_download(request, store, snapshot):
     """Download one file of a snapshot: a .blob decoded, an .img raw, a .tar as a tar stream."""
-    from datastores.engine.restore import open_archive_stream
     cfg = _store(store)
     eng, error = _engine(cfg)
     if eng is None:
@@ -294,7 +311,6 @@ def snapshot_download(request, store, snapshot):
     if filename != "index.json.blob" and manifest.file(filename) is None:
         return plain_error(f"file: snapshot {ref} has no file {filename!r}")
     if filename == "index.json.blob":
-        import json
         data = json.dumps(manifest.to_json(), indent=2).encode()
         return _attachment(HttpResponse(data, content_type="application/json"), "index.json")
     crypt, err = _key_for(cfg, eng, ref)
@@ -322,7 +338,6 @@ def _attachment(response, name):
 @require("Datastore.Read", _path)
 def snapshot_browse(request, store, snapshot):
     """The file browser of a snapshot, driven by its catalog."""
-    from datastores.engine.catalog import read_catalog
     cfg = _store(store)
     eng, error = _engine(cfg)
     if eng is None:
@@ -357,7 +372,6 @@ def snapshot_browse(request, store, snapshot):
 @require("Datastore.Read", _path)
 def snapshot_download_file(request, store, snapshot):
     """One regular file out of a .tar archive (via the catalog offset)."""
-    from datastores.engine.restore import restore_file
     cfg = _store(store)
     eng, error = _engine(cfg)
     if eng is None:
@@ -596,7 +610,6 @@ def datastore_remove(request, store):
 def _key_info(cfg):
     if not cfg.key_fingerprint:
         return None
-    from datastores.engine.crypto import keyfile_info
     try:
         return keyfile_info(cfg.key_path)
     except DatastoreError as e:
@@ -646,7 +659,6 @@ def encryption_download(request, store):
 @require_safe
 @require("Datastore.Modify", _path)
 def encryption_paperkey(request, store):
-    from datastores.engine.crypto import paper_key
     cfg = _store(store)
     if not cfg.has_key():
         raise Http404("this datastore has no key")

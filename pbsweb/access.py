@@ -9,9 +9,10 @@ from functools import wraps
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponse, JsonResponse
+from django.http import HttpResponse, JsonResponse, QueryDict
 from django.shortcuts import redirect
 
+from pbsweb.apitokens import authenticate_token
 from pbsweb.security import plain_error
 
 PRIVILEGES = [
@@ -128,7 +129,6 @@ def nul_byte_field(request) -> str | None:
                 return None
             items = doc.items() if isinstance(doc, dict) else []
         else:
-            from django.http import QueryDict
             items = (request.POST if request.method == "POST" else QueryDict(request.body)).lists()
         for key, value in items:
             if _has_nul(key) or _has_nul(value):
@@ -144,7 +144,6 @@ class LoginRequiredMiddleware:
 
     def __call__(self, request):
         if not request.user.is_authenticated and not request.path.startswith(PUBLIC_PREFIXES):
-            from pbsweb.apitokens import authenticate_token
             token_user = authenticate_token(request)
             if token_user is not None:
                 token_user.api_token = request._api_token  # its rights: token's ACL ∩ the user's

@@ -9,6 +9,8 @@ import os
 import socket
 from pathlib import Path
 
+import dj_database_url
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("PBSWEB_DATA_DIR", BASE_DIR / "var")).resolve()
 TASK_LOG_DIR = DATA_DIR / "tasks"
@@ -103,7 +105,6 @@ TEMPLATES = [
 def _database_from_env() -> dict:
     url = os.environ.get("DATABASE_URL")
     if url:
-        import dj_database_url
         return dj_database_url.parse(url, conn_max_age=60)
     return {
         "ENGINE": "django.db.backends.sqlite3",

@@ -1,5 +1,6 @@
 """The Add/Edit Remote dialog. Field rules come from remotes.engine.config;
 this form maps them onto its fields and checks what needs the database."""
+from cryptography import x509
 from django import forms
 
 from remotes.engine import config as cfg_rules
@@ -16,7 +17,6 @@ def validate_ca_bundle(pem: str) -> str | None:
     if "-----BEGIN CERTIFICATE-----" not in pem:
         return "paste the CA certificate in PEM format (-----BEGIN CERTIFICATE----- ...)"
     try:
-        from cryptography import x509
         x509.load_pem_x509_certificates(pem.strip().encode())
     except Exception:
         return "is not a valid PEM certificate"

@@ -15,6 +15,7 @@ from django.utils import timezone
 from pbsweb.paths import data_file
 from pbsweb.secretbox import decrypt_secret, encrypt_secret
 from remotes.engine import providers
+from remotes.engine.client import make_s3_client
 from remotes.engine.config import OBJECT_LOCK_MODES, PROVIDERS, RemoteConfig
 
 PROVIDER_CHOICES = [(key, providers.get_preset(key).label) for key in PROVIDERS]
@@ -121,7 +122,6 @@ class Remote(models.Model):
 
     def client(self, counters=None):
         """A boto3 S3 client (the one factory: remotes.engine.client.make_s3_client)."""
-        from remotes.engine.client import make_s3_client
         return make_s3_client(self.config(), counters)
 
     def remove_ca_bundle(self) -> None:

@@ -5,8 +5,9 @@ from pathlib import Path
 from django.conf import settings
 
 from pbsweb.worker import TaskError, run, task_function
-from remotes.engine.config import RemoteConfig
+from remotes.engine.config import RemoteConfig, validate_remote_id
 from remotes.engine.connection_test import test_connection as engine_test_connection
+from remotes.models import Remote
 
 FUNCTION = "remotes.tasks.test_connection"
 
@@ -30,7 +31,6 @@ def test_connection(reporter, remote: str = "", config: dict | None = None, writ
     never stored with the task. The ConnectionTestResult is appended to
     `result_holder` so the caller can render it.
     """
-    from remotes.models import Remote
     timeout = timeout or test_timeout()
     saved = None
     with tempfile.TemporaryDirectory(prefix="pbsweb-test-") as scratch:
@@ -86,7 +86,6 @@ def run_connection_test(user: str, *, remote=None, config: dict | None = None, s
 
     Returns (task, ConnectionTestResult or None)."""
     holder = []
-    from remotes.engine.config import validate_remote_id
     worker_id = remote.remote_id if remote is not None else (config or {}).get("id") or ""
     if validate_remote_id(worker_id) is not None:
         worker_id = "new"

@@ -5,6 +5,7 @@ from django.db.models import Sum
 from django.utils import timezone
 
 from remotes.engine import cost
+from remotes.engine.client import format_bytes
 from remotes.models import USAGE_KINDS, RemoteUsage
 
 CHART_DAYS = 30
@@ -69,7 +70,6 @@ def chart(days: list[dict]) -> dict:
 
 
 def cost_bytes(n: int) -> str:
-    from remotes.engine.client import format_bytes
     return format_bytes(n)
 
 

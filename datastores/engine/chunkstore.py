@@ -7,7 +7,7 @@ import secrets
 import time
 from pathlib import Path
 
-from ._fsutil import fsync_dir, naming
+from ._fsutil import fsync_dir, naming, syncfs
 from .errors import DatastoreError
 
 DIGEST_RE = re.compile(r"^[0-9a-f]{64}$")
@@ -124,5 +124,4 @@ class ChunkStore:
                     yield e.name
 
     def sync(self) -> None:
-        from ._fsutil import syncfs
         syncfs(self.root)

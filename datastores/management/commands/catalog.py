@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand
 
 from datastores.cliutil import store_or_exit
+from datastores.engine.datastore import validate_ns
 from datastores.engine.errors import DatastoreError
 from pbsweb.cli import finish_task, usage_error
 from pbsweb.worker import run
@@ -17,7 +18,6 @@ class Command(BaseCommand):
         rb.add_argument("--ns", default="")
 
     def handle(self, *args, action, store, snapshot, ns, **opts):
-        from datastores.engine.datastore import validate_ns
         cfg, eng = store_or_exit(store)
         try:
             validate_ns(ns, "ns")

@@ -1,7 +1,8 @@
+from django.core.exceptions import ValidationError
 from django.core.management.base import BaseCommand
 
-from datastores.models import Datastore
-from datastores.services import FieldError, create_datastore
+from datastores.models import Datastore, validate_schedule
+from datastores.services import FieldError, create_datastore, remove_datastore
 from pbsweb.cli import add_output_format, print_output, usage_error
 
 
@@ -23,8 +24,6 @@ class Command(BaseCommand):
 
     def handle(self, *args, action, **opts):
         if action == "create":
-            from django.core.exceptions import ValidationError
-            from datastores.models import validate_schedule
             try:
                 validate_schedule(opts["gc_schedule"])
             except ValidationError as e:
@@ -44,7 +43,6 @@ class Command(BaseCommand):
             store = Datastore.objects.filter(name=opts["name"]).first()
             if store is None:
                 raise usage_error(f"name: no datastore '{opts['name']}'")
-            from datastores.services import remove_datastore
             try:
                 remove_datastore(store)
             except FieldError as e:

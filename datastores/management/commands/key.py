@@ -4,6 +4,7 @@ import os
 from django.core.management.base import BaseCommand
 
 from datastores.cliutil import read_passphrase
+from datastores.engine.crypto import MIN_PASSPHRASE, create_keyfile, keyfile_info, paper_key
 from datastores.engine.errors import DatastoreError
 from pbsweb.cli import box_table, usage_error
 
@@ -24,7 +25,6 @@ class Command(BaseCommand):
         pk.add_argument("file")
 
     def handle(self, *args, action, file, **opts):
-        from datastores.engine.crypto import MIN_PASSPHRASE, create_keyfile, keyfile_info, paper_key
         if action == "create":
             kdf = opts["kdf"]
             if kdf not in ("scrypt", "none"):

@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand
 
 from datastores.cliutil import store_or_exit
+from datastores.engine.datastore import validate_ns
 from datastores.engine.errors import DatastoreError
 from pbsweb.cli import finish_task, usage_error
 from pbsweb.worker import run
@@ -22,7 +23,6 @@ class Command(BaseCommand):
         parser.add_argument("--dry-run", action="store_true")
 
     def handle(self, *args, store, ns, dry_run, max_depth, **opts):
-        from datastores.engine.datastore import validate_ns
         cfg, eng = store_or_exit(store)
         keep = {}
         for k in KEEPS:

@@ -3,7 +3,9 @@ import os
 from django.core.management.base import BaseCommand
 
 from datastores.cliutil import load_key_or_exit, progress_hook, store_or_exit
+from datastores.engine.datastore import validate_ns
 from datastores.engine.errors import DatastoreError
+from datastores.engine.restore import archive_filename
 from pbsweb.cli import finish_task, usage_error
 from pbsweb.worker import run
 
@@ -22,8 +24,6 @@ class Command(BaseCommand):
         parser.add_argument("--ns", default="")
 
     def handle(self, *args, store, snapshot, archive, target, keyfile, ns, **opts):
-        from datastores.engine.datastore import validate_ns
-        from datastores.engine.restore import archive_filename
         cfg, eng = store_or_exit(store)
         try:
             validate_ns(ns, "ns")

@@ -3,6 +3,7 @@ import json
 from django.core.management.base import BaseCommand
 
 from datastores.cliutil import store_or_exit
+from datastores.engine.datastore import validate_ns
 from datastores.engine.errors import DatastoreError
 from datastores.services import snapshot_info
 from pbsweb.cli import box_table, usage_error
@@ -26,7 +27,6 @@ class Command(BaseCommand):
         parser.add_argument("--output-format", choices=["text", "json", "json-pretty"], default="text")
 
     def handle(self, *args, store, ns, output_format, **opts):
-        from datastores.engine.datastore import validate_ns
         cfg, eng = store_or_exit(store)
         try:
             validate_ns(ns, "ns")

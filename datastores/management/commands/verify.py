@@ -1,6 +1,7 @@
 from django.core.management.base import BaseCommand
 
 from datastores.cliutil import store_or_exit
+from datastores.engine.datastore import validate_ns
 from datastores.engine.errors import DatastoreError
 from pbsweb.cli import finish_task, usage_error
 from pbsweb.worker import run
@@ -18,7 +19,6 @@ class Command(BaseCommand):
         parser.add_argument("--outdated-after", default=None)
 
     def handle(self, *args, store, snapshot, ns, ignore_verified, outdated_after, **opts):
-        from datastores.engine.datastore import validate_ns
         cfg, eng = store_or_exit(store)
         if ignore_verified not in ("true", "false", "1", "0", "yes", "no"):
             raise usage_error(f"ignore-verified: {ignore_verified!r} is not true or false")

@@ -11,6 +11,10 @@ import os
 import secrets
 import socket
 
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand
@@ -23,10 +27,6 @@ ADMIN_USER = "admin@pbs"
 
 def generate_certificate(cert_path, key_path) -> None:
     """A self-signed certificate for this host, as PBS makes on install."""
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
 
     hostname = socket.gethostname()
     key = ec.generate_private_key(ec.SECP256R1())

@@ -3,6 +3,7 @@ from django.core.management.base import BaseCommand
 from pbsweb import tasklog
 from pbsweb.cli import add_output_format, print_output, usage_error
 from pbsweb.models import Task
+from pbsweb.worker import request_stop
 
 
 class Command(BaseCommand):
@@ -39,7 +40,6 @@ class Command(BaseCommand):
         if task is None:
             raise usage_error(f"upid: no task '{opts['upid']}'")
         if action == "stop":
-            from pbsweb.worker import request_stop
             request_stop(task)
             self.stdout.write(f"stop requested for {task.upid}")
             return

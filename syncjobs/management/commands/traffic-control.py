@@ -1,5 +1,6 @@
 """`traffic-control create|update|list|show|remove`: rate limits for sync jobs by time frame."""
 from django.core.management.base import BaseCommand
+from django.http import QueryDict
 
 from pbsweb.cli import add_output_format, box_table, print_output, usage_error
 from syncjobs.forms import TrafficControlForm, rate_text
@@ -54,7 +55,6 @@ class Command(BaseCommand):
             if opts["timeframes"] is not None:
                 data["timeframes"] = "\n".join(opts["timeframes"])
             remotes = opts["remotes"] if opts["remotes"] is not None else (rule.remote_names() if rule else [])
-            from django.http import QueryDict
             qd = QueryDict(mutable=True)
             for k, v in data.items():
                 qd[k] = v
