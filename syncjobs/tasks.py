@@ -16,6 +16,7 @@ from pbsweb.worker import task_function
 from syncjobs.engine.bucket import Bucket
 from syncjobs.engine.common import fmt_bytes
 from syncjobs.engine.inventory import Inventory
+from syncjobs.engine.push import PushOptions
 from syncjobs.engine.ratelimit import RateLimiter, TimeFrameRule, effective_rate
 from syncjobs.models import SyncJob, TrafficControlRule
 
@@ -85,6 +86,14 @@ def remote_stored_bytes(remote, cfg) -> int:
     return total
 
 
+def push_options(job: SyncJob, **extra):
+    """The push engine's options for a job (the run and its plan use the same)."""
+    return PushOptions(ns=job.ns, max_depth=job.max_depth, group_filter=list(job.group_filter or []),
+                       remove_vanished=job.remove_vanished, transfer_last=job.transfer_last,
+                       workers=job.workers, force=job.force,
+                       min_storage_days=job.remote.min_storage_days or 0, **extra)
+
+
 @task_function
 def run_sync_job(reporter, job_id: str, reconcile: bool = False) -> dict:
     from remotes.engine.client import RequestCounters
@@ -131,12 +140,8 @@ def run_sync_job(reporter, job_id: str, reconcile: bool = False) -> dict:
                                   workers=job.workers, limiter=limiter, counters=counters)
             result = pull_sync(bucket, store, inventory, options, reporter)
         else:
-            from syncjobs.engine.push import PushOptions, push_sync
-            options = PushOptions(ns=job.ns, max_depth=job.max_depth, group_filter=list(job.group_filter or []),
-                                  remove_vanished=job.remove_vanished, transfer_last=job.transfer_last,
-                                  workers=job.workers, force=job.force, limiter=limiter,
-                                  min_storage_days=remote.min_storage_days or 0, reconcile=reconcile,
-                                  counters=counters)
+            from syncjobs.engine.push import push_sync
+            options = push_options(job, limiter=limiter, reconcile=reconcile, counters=counters)
             result = push_sync(store, bucket, inventory, options, reporter)
             stored = inventory_bytes(inventory)
     finally:

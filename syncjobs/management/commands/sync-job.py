@@ -3,9 +3,11 @@ from django.core.management.base import BaseCommand
 from django.db.models.deletion import ProtectedError
 
 from pbsweb.cli import add_output_format, box_table, finish_task, print_output, usage_error
+from pbsweb.errors import UserError
 from pbsweb.worker import run
 from syncjobs.forms import SyncJobForm, form_data_from_api, job_to_data, job_to_json
 from syncjobs.models import SyncJob
+from syncjobs.plan import job_plan, plan_rows
 
 CLI_USER = "root@pam"
 OPTIONS = [  # (flag, dest, help)
@@ -56,7 +58,8 @@ def _last_run(job: SyncJob) -> str:
 class Command(BaseCommand):
     help = ("Sync jobs: `sync-job create ID --store S --remote R --remote-store P [...]`, "
             "`sync-job list`, `sync-job show ID`, `sync-job run ID [--reconcile]`, "
-            "`sync-job update ID ...`, `sync-job remove ID`.")
+            "`sync-job update ID ...`, `sync-job remove ID`, "
+            "`sync-job plan ID`: what the next run uploads, its requests, cost and duration.")
 
     def add_arguments(self, parser):
         sub = parser.add_subparsers(dest="action", required=True)
@@ -81,6 +84,9 @@ class Command(BaseCommand):
                         help="list the whole remote prefix to resync the local inventory")
         rm = sub.add_parser("remove")
         rm.add_argument("id")
+        pl = sub.add_parser("plan")
+        pl.add_argument("id")
+        add_output_format(pl)
 
     def handle(self, *args, action, **opts):
         getattr(self, f"do_{action}")(opts)
@@ -160,6 +166,17 @@ class Command(BaseCommand):
         job = _job(opts["id"])
         task = job.launch(CLI_USER, reconcile=bool(opts["reconcile"]), inline=True, echo=self.stdout)
         finish_task(task)
+
+    def do_plan(self, opts):
+        job = _job(opts["id"])
+        try:
+            data = job_plan(job)
+        except UserError as e:
+            raise usage_error(str(e)) from None
+        if opts["output_format"] != "text":
+            print_output(self.stdout, opts["output_format"], [], [], data)
+            return
+        self.stdout.write(box_table(["Plan", "Value"], [list(r) for r in plan_rows(data)]))
 
     def do_remove(self, opts):
         job = _job(opts["id"])
