@@ -5,6 +5,7 @@
     GET/PUT/DELETE config/sync/<id>  show / update / remove
     GET  admin/sync                  jobs with their last-run state
     POST admin/sync/<id>/run         start a run -> {"data": UPID}
+    GET  admin/sync/<id>/plan        the next run's plan (syncjobs.plan.job_plan)
     GET/POST config/traffic-control, GET/PUT/DELETE config/traffic-control/<rule>
 """
 import json
@@ -15,8 +16,10 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from pbsweb.access import has_privilege, require
+from pbsweb.errors import UserError
 from syncjobs.forms import SyncJobForm, TrafficControlForm, form_data_from_api, job_to_data, job_to_json, rate_text
 from syncjobs.models import JOB_PRIV, SyncJob, TrafficControlRule, permission_problem
+from syncjobs.plan import job_plan
 
 
 def _params(request) -> dict:
@@ -179,6 +182,21 @@ def sync_run(request, id):
     return JsonResponse({"data": task.upid})
 
 
+@require_http_methods(["GET"])
+@require("Datastore.Audit", _job_path)
+def sync_plan(request, id):
+    job = _get(id)
+    if job is None:
+        return _missing(id)
+    remote_path = f"/remote/{job.remote.remote_id}"
+    if not has_privilege(request.user, "Remote.Audit", remote_path):
+        return JsonResponse({"errors": f"permission check failed: Remote.Audit on {remote_path}"}, status=403)
+    try:
+        return JsonResponse({"data": job_plan(job)})
+    except UserError as e:
+        return _error(e.message, e.field)
+
+
 # -- config/traffic-control -----------------------------------------------------------------
 
 def rule_json(rule: TrafficControlRule) -> dict:
@@ -290,6 +308,7 @@ urlpatterns = [
     path("config/sync/<str:id>", sync_job),
     path("admin/sync", sync_status),
     path("admin/sync/<str:id>/run", sync_run),
+    path("admin/sync/<str:id>/plan", sync_plan),
     path("config/traffic-control", rules),
     path("config/traffic-control/<str:rule>", rule),
 ]

@@ -133,7 +133,7 @@ def test_plan_of_a_prefix_that_holds_objects_is_an_upper_bound(tmp_path, s3_serv
     assert not plan.exact
     assert plan.notes == [("first run: the bucket prefix already holds 4 objects; the run lists it fully "
                            "and uploads only what is missing, so the figures are an upper bound")]
-    assert plan.objects == 4   # the run finds them there and uploads none
+    assert plan.objects == 3   # all but the marker the LIST page showed; the run finds them there too
 
 
 # -- sync-job plan ID ----------------------------------------------------------------------
@@ -162,3 +162,36 @@ def test_cli_plan(tmp_path, s3_server, s3_client, s3_bucket):
     with pytest.raises(Exception) as err:
         run_cli("sync-job", "plan", "pull1")
     assert "id: sync job 'pull1' pulls: a plan forecasts what a push uploads" in str(err.value)
+
+
+# -- the job page's Plan button and the API ------------------------------------------------
+
+@pytest.mark.django_db
+def test_plan_on_the_page_and_in_the_api(tmp_path, s3_server, s3_bucket, admin_client, django_user_model, client):
+    from pbsweb.models import AclEntry
+    store = make_store(tmp_path)
+    remote = make_remote(s3_server, s3_bucket)
+    SyncJob.objects.create(job_id="job1", store=store, remote=remote, remote_store="store1")
+    page = admin_client.get("/sync-jobs/").content.decode()
+    assert 'data-dialog-url="/sync-jobs/__ID__/plan/"' in page
+    dialog = admin_client.get("/sync-jobs/job1/plan/", HTTP_HX_REQUEST="true").content.decode()
+    assert "Plan: Sync Job job1" in dialog and "objects (" in dialog and "per month" in dialog
+    assert "No price list for Other S3-compatible" in dialog
+    edit = admin_client.get("/sync-jobs/job1/edit/", HTTP_HX_REQUEST="true").content.decode()
+    assert 'hx-get="/sync-jobs/job1/plan/?fragment=plan"' in edit
+    fragment = admin_client.get("/sync-jobs/job1/plan/?fragment=plan", HTTP_HX_REQUEST="true").content.decode()
+    assert 'id="sync-plan"' in fragment and "<dialog" not in fragment
+    full = admin_client.get("/sync-jobs/job1/plan/")
+    assert full.status_code == 200 and "Plan: Sync Job job1" in full.content.decode()
+
+    data = admin_client.get("/api2/json/admin/sync/job1/plan").json()["data"]
+    assert data["snapshots"] == 1 and data["requests"]["PUT"] == data["objects"]
+    assert admin_client.get("/api2/json/admin/sync/nope/plan").status_code == 404
+
+    # the plan lists the bucket: it needs Remote.Audit as well as Datastore.Audit
+    user = django_user_model.objects.create_user(username="storeonly@pbs", password="x-password-1")
+    AclEntry.objects.create(user=user, path="/datastore/store1", role="DatastoreAudit")
+    client.force_login(user)
+    assert client.get("/sync-jobs/job1/plan/", HTTP_HX_REQUEST="true").status_code == 403
+    denied = client.get("/api2/json/admin/sync/job1/plan")
+    assert denied.status_code == 403 and "Remote.Audit on /remote/s3-test" in denied.json()["errors"]
