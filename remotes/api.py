@@ -11,7 +11,7 @@ from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from pbsweb.access import has_privilege, require
-from remotes.forms import check_values, provider_defaults
+from remotes.forms import RemoteForm, check_values, clean_limits, provider_defaults
 from remotes.models import Remote
 from remotes.tasks import run_connection_test
 from remotes.views import remove_remote
@@ -19,7 +19,7 @@ from remotes.views import remove_remote
 BOOL_FIELDS = ("path_style", "skip_if_none_match", "delete_via_delete_object", "no_checksum_headers")
 TEXT_FIELDS = ("provider", "endpoint", "bucket", "region", "access_key", "secret_key", "ca_bundle",
                "tls_fingerprint", "comment")
-WRITABLE = TEXT_FIELDS + BOOL_FIELDS + ("min_storage_days",)
+WRITABLE = TEXT_FIELDS + BOOL_FIELDS + ("min_storage_days",) + RemoteForm.LIMITS
 
 
 def remote_json(r: Remote) -> dict:
@@ -30,6 +30,9 @@ def remote_json(r: Remote) -> dict:
         "delete-via-delete-object": r.delete_via_delete_object, "no-checksum-headers": r.no_checksum_headers,
         "ca-bundle": bool(r.ca_bundle), "fingerprint": r.tls_fingerprint or None,
         "min-storage-days": r.min_storage_days, "comment": r.comment, "stored-bytes": r.stored_bytes,
+        "request-rate": r.request_rate, "daily-cap-class-a": r.daily_cap_class_a,
+        "daily-cap-class-b": r.daily_cap_class_b, "daily-cap-class-c": r.daily_cap_class_c,
+        "monthly-budget": None if r.monthly_budget is None else float(r.monthly_budget), "on-cap": r.on_cap,
         "last-test": None if r.last_test_time is None else {
             "ok": r.last_test_ok, "time": int(r.last_test_time.timestamp()), "message": r.last_test_message,
             "latency-ms": r.last_test_latency_ms, "upid": r.last_test_upid or None},
@@ -63,7 +66,7 @@ def _bool(value):
 
 def _parse(raw: dict) -> tuple[dict, dict]:
     """API params -> (model values, errors)."""
-    values, errors = {}, {}
+    values, errors, limits = {}, {}, {}
     aliases = {"fingerprint": "tls_fingerprint", "name": "remote_id", "id": "remote_id"}
     for key, value in raw.items():
         name = aliases.get(key, key.replace("-", "_"))
@@ -82,10 +85,15 @@ def _parse(raw: dict) -> tuple[dict, dict]:
                 errors[key] = "expected a whole number of days"
         elif name in TEXT_FIELDS or name == "remote_id":
             values[name] = "" if value is None else str(value).strip() if name != "secret_key" else str(value)
+        elif name in RemoteForm.LIMITS:
+            limits[name] = value
         elif name in ("digest", "delete"):
             pass
         else:
             errors[key] = "unknown parameter"
+    limit_values, limit_errors = clean_limits(limits)
+    values.update(limit_values)
+    errors.update(limit_errors)
     return values, errors
 
 

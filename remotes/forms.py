@@ -4,7 +4,7 @@ from django import forms
 
 from remotes.engine import config as cfg_rules
 from remotes.engine import providers
-from remotes.models import PROVIDER_CHOICES, Remote
+from remotes.models import ON_CAP_CHOICES, PROVIDER_CHOICES, Remote
 
 RESERVED_IDS = {"add"}  # /remotes/add/ is the Add dialog
 
@@ -69,7 +69,8 @@ def provider_defaults(provider: str) -> dict:
     """What a new remote of this provider starts with (quirks, minimum storage days)."""
     preset = providers.get_preset(provider)
     values = {"path_style": True, "skip_if_none_match": False, "delete_via_delete_object": False,
-              "no_checksum_headers": True, "min_storage_days": 0}
+              "no_checksum_headers": True, "min_storage_days": 0,
+              "daily_cap_class_a": None, "daily_cap_class_b": None, "daily_cap_class_c": None}
     values.update({k: v for k, v in preset.quirks.items() if k in values})
     return values
 
@@ -97,10 +98,24 @@ class RemoteForm(forms.Form):
     no_checksum_headers = forms.BooleanField(label="No checksum headers", required=False, initial=True)
     min_storage_days = forms.IntegerField(label="Min. storage days", required=False, min_value=0, max_value=3650)
     comment = forms.CharField(label="Comment", max_length=255, required=False)
+    request_rate = forms.IntegerField(label="Requests per second", required=False, min_value=1, max_value=100_000,
+                                      help_text="Every method (PUT, GET, HEAD, LIST, DELETE), shared by every job "
+                                                "and drill on this remote. Empty: no limit.")
+    daily_cap_class_a = forms.IntegerField(label="Daily cap, class A", required=False, min_value=0,
+                                           max_value=10**12, help_text="Uploads and deletes per day.")
+    daily_cap_class_b = forms.IntegerField(label="Daily cap, class B", required=False, min_value=0,
+                                           max_value=10**12, help_text="Downloads and HEADs per day.")
+    daily_cap_class_c = forms.IntegerField(label="Daily cap, class C", required=False, min_value=0,
+                                           max_value=10**12, help_text="Listings per day.")
+    monthly_budget = forms.DecimalField(label="Monthly budget (USD)", required=False, min_value=0,
+                                        max_value=10**9, decimal_places=2)
+    on_cap = forms.ChoiceField(label="At a cap", choices=ON_CAP_CHOICES, required=False, initial="stop")
 
     MAIN = ("remote_id", "provider", "endpoint", "bucket", "region", "access_key", "secret_key", "path_style",
             "ca_bundle", "tls_fingerprint", "comment")
     ADVANCED = ("skip_if_none_match", "delete_via_delete_object", "no_checksum_headers", "min_storage_days")
+    LIMITS = ("request_rate", "daily_cap_class_a", "daily_cap_class_b", "daily_cap_class_c", "monthly_budget",
+              "on_cap")
 
     def __init__(self, *args, instance: Remote | None = None, **kwargs):
         self.instance = instance
@@ -119,6 +134,9 @@ class RemoteForm(forms.Form):
     def advanced_fields(self):
         return [self[name] for name in self.ADVANCED]
 
+    def limit_fields(self):
+        return [self[name] for name in self.LIMITS]
+
     def clean(self):
         data = super().clean()
         if self.errors:
@@ -132,6 +150,7 @@ class RemoteForm(forms.Form):
         if data.get("min_storage_days") is None:
             data["min_storage_days"] = (self.instance.min_storage_days if self.instance is not None
                                         else provider_defaults(data["provider"])["min_storage_days"])
+        data["on_cap"] = data.get("on_cap") or "stop"
         for name, message in check_values(data, self.instance).items():
             self.add_error(name, message)
         return data
@@ -141,13 +160,27 @@ class RemoteForm(forms.Form):
         data = self.cleaned_data
         for name in ("provider", "endpoint", "bucket", "region", "access_key", "path_style", "ca_bundle",
                      "tls_fingerprint", "skip_if_none_match", "delete_via_delete_object", "no_checksum_headers",
-                     "min_storage_days", "comment"):
+                     "min_storage_days", "comment") + self.LIMITS:
             setattr(remote, name, data[name])
         if remote.pk is None:
             remote.remote_id = data["remote_id"]
         if data.get("secret_key"):
             remote.secret_key = data["secret_key"]
         return remote
+
+
+def clean_limits(raw: dict) -> tuple[dict, dict]:
+    """Limit values from the command line or the API ({model field: text}, '' = no limit)
+    -> (model values, {field: error}), by the dialog's own field rules."""
+    values, errors = {}, {}
+    for name, value in raw.items():
+        try:
+            values[name] = RemoteForm.base_fields[name].clean("" if value is None else str(value).strip())
+        except forms.ValidationError as e:
+            errors[name] = e.messages[0]
+    if "on_cap" in values:
+        values["on_cap"] = values["on_cap"] or "stop"
+    return values, errors
 
 
 class ConnectionTestForm(RemoteForm):

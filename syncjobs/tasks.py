@@ -13,6 +13,7 @@ from django.conf import settings
 from django.utils import timezone
 
 from pbsweb.worker import task_function
+from remotes.usage import cap_guard, limits_text
 from syncjobs.engine.bucket import Bucket
 from syncjobs.engine.common import fmt_bytes
 from syncjobs.engine.inventory import Inventory
@@ -107,7 +108,8 @@ def run_sync_job(reporter, job_id: str, reconcile: bool = False) -> dict:
     reporter.log(f"Starting datastore sync job '{job.worker_id}'")
     cfg = remote.config()
     counters = RequestCounters()
-    client = remote.client(counters=counters)
+    guard = cap_guard(remote, reporter.log, reporter.check_abort)
+    client = remote.client(counters=counters, guard=guard, log=reporter.log)
     bucket = Bucket(client, cfg.bucket, job.remote_store,
                     skip_if_none_match=cfg.skip_if_none_match,
                     delete_via_delete_object=cfg.delete_via_delete_object)
@@ -127,6 +129,7 @@ def run_sync_job(reporter, job_id: str, reconcile: bool = False) -> dict:
     reporter.log("scope: " + "; ".join(scope))
     limiter, rate_text = build_limiter(job, remote)
     reporter.log(rate_text)
+    reporter.log(limits_text(remote, guard))
     store = job.store.engine()
     inventory = open_inventory(remote, cfg, job.remote_store)
     result = None
@@ -238,7 +241,8 @@ def run_drill(reporter, remote: str, remote_store: str = "", sample: int = 2, jo
     job = DrillJob.objects.filter(job_id=job_id).first() if job_id else None
     seed = int(seed) if seed is not None else int(_time.time())
     counters = RequestCounters()
-    client = obj.client(counters=counters)
+    client = obj.client(counters=counters, guard=cap_guard(obj, reporter.log, reporter.check_abort),
+                        log=reporter.log)
     cfg = obj.config()
     reporter.log(f"Starting restore drill of remote '{remote}' (s3://{cfg.bucket}/{remote_store or '*'})")
     total = DrillResult()

@@ -55,6 +55,7 @@ class RemoteConfig:
     max_attempts: int = 5
     max_pool_connections: int = 16
     min_storage_days: int = 0
+    request_rate: float | None = None     # requests per second, every method (limits.py)
 
     def resolved_endpoint(self) -> str:
         """The endpoint URL with `{{region}}` filled in.

@@ -120,6 +120,14 @@ def run_cost(provider: str, requests: dict, added_bytes: float, stored_bytes: fl
     return RunCost(request_total, added, classes, notes)
 
 
+def price_per_request(provider: str, *, pricing: dict | None = None) -> dict | None:
+    """Dollars per request of each kind at list price; None when unknown."""
+    classes = provider_prices(provider, pricing).get("request_classes")
+    if classes is None:
+        return None
+    return {kind: cls["price_per_1000"] / 1000 for cls in classes.values() for kind in cls["kinds"]}
+
+
 def early_deletion_charge(provider: str, deletions: list[tuple[float, float]],
                           *, pricing: dict | None = None) -> float:
     """What deleting objects before the provider's minimum storage time costs

@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand
 from pbsweb.cli import add_output_format, box_table, finish_task, print_output, usage_error
 from remotes.engine.config import PROVIDERS
 from remotes.engine.providers import detect_provider, region_from_endpoint
-from remotes.forms import check_values, provider_defaults
+from remotes.forms import RemoteForm, check_values, clean_limits, provider_defaults
 from remotes.models import Remote
 from remotes.tasks import run_connection_test
 from remotes.views import remove_remote
@@ -46,6 +46,11 @@ def _add_settings(parser, create: bool):
     parser.add_argument("--ca-bundle", metavar="FILE", help="PEM file with the CA certificate ('' to clear)")
     parser.add_argument("--fingerprint", help="SHA-256 fingerprint of the server certificate")
     parser.add_argument("--min-storage-days")
+    parser.add_argument("--request-rate", metavar="N", help="requests per second, every method ('' = no limit)")
+    for cls in "abc":
+        parser.add_argument(f"--daily-cap-class-{cls}", metavar="N", help=f"class {cls.upper()} requests a day")
+    parser.add_argument("--monthly-budget", metavar="USD", help="dollars a month ('' = no budget)")
+    parser.add_argument("--on-cap", metavar="pause|stop", help="what a run does at a cap (default stop)")
     parser.add_argument("--comment")
 
 
@@ -97,6 +102,11 @@ class Command(BaseCommand):
                 values["min_storage_days"] = int(opts["min_storage_days"])
             except ValueError:
                 raise usage_error(f"--min-storage-days: expected a whole number of days, not '{opts['min_storage_days']}'")
+        limits, errors = clean_limits({name: opts[name] for name in RemoteForm.LIMITS if opts.get(name) is not None})
+        if errors:
+            name, message = next(iter(errors.items()))
+            raise usage_error(f"--{name.replace('_', '-')}: {message}")
+        values.update(limits)
         if opts.get("ca_bundle") is not None:
             if opts["ca_bundle"] == "":
                 values["ca_bundle"] = ""
