@@ -171,3 +171,23 @@ def limits_text(remote, guard: CapGuard | None) -> str:
             parts.append(f"budget ${guard.budget:,.2f}/month (${guard.spent:,.2f} so far)")
         parts.append(f"at a cap: {guard.on_cap}")
     return "remote limits: " + "; ".join(parts)
+
+
+def caps_reached(remote) -> list[str]:
+    """What the remote has used up: today's caps and this month's budget (for the dashboard)."""
+    if not remote.has_caps():
+        return []
+    out = []
+    action = "runs pause until" if remote.on_cap == "pause" else "runs stop until"
+    used = used_today(remote)
+    for cls, cap in remote.daily_caps.items():
+        if cap is not None and used[cls] >= cap:
+            kinds = "/".join(CAP_CLASSES[cls])
+            out.append(f"Remote '{remote.remote_id}' reached its daily cap of class {cls} requests ({kinds}): "
+                       f"{used[cls]:,} of {cap:,} today; {action} tomorrow.")
+    if remote.monthly_budget is not None:
+        bill = month_so_far(remote)
+        if bill.total is not None and bill.total >= float(remote.monthly_budget):
+            out.append(f"Remote '{remote.remote_id}' reached its monthly budget: {cost.format_usd(bill.total)} "
+                       f"of ${remote.monthly_budget:,.2f}; {action} next month.")
+    return out
