@@ -5,23 +5,20 @@ from pathlib import Path
 
 from django.db import IntegrityError, transaction
 
+from datastores.engine.crypto import create_keyfile
 from datastores.engine.datastore import MARKER
 from datastores.engine.datastore import Datastore as EngineStore
 from datastores.engine.errors import DatastoreError
 from datastores.models import NAME_RE, Datastore
+from pbsweb.errors import Conflict, UserError
+from pbsweb.secretbox import encrypt_secret, ensure_key
 from pbsweb.worker import run
 
 
 RESERVED_NAMES = {"add", "create"}   # URLs under /datastore/
 
 
-class FieldError(ValueError):
-    """A user error that names its field."""
-
-    def __init__(self, field: str, message: str):
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
+FieldError = UserError  # this app's name for it before pbsweb.errors existed
 
 
 def check_name(name: str) -> str:
@@ -193,5 +190,33 @@ def remove_datastore(cfg: Datastore) -> None:
     except ProtectedError as e:
         users = sorted({f"{type(o)._meta.verbose_name} '{getattr(o, 'job_id', None) or getattr(o, 'name', None) or o.pk}'"
                         for o in e.protected_objects})
-        raise FieldError("name", f"datastore '{cfg.name}' is still used by {', '.join(users)}; "
+        raise Conflict("name", f"datastore '{cfg.name}' is still used by {', '.join(users)}; "
                                  "remove those first") from None
+
+
+def check_no_key(cfg: Datastore) -> None:
+    """Conflict if the datastore has a key (or a key file lies where its key would go)."""
+    if cfg.key_fingerprint:
+        raise Conflict("key", f"Datastore '{cfg.name}' already has key {cfg.key_fingerprint}; "
+                              "a key is never replaced (snapshots encrypted with it would become unreadable).")
+    if cfg.key_path.exists():
+        raise Conflict("key", f"A key file already exists at {cfg.key_path}; remove or move it first.")
+
+
+def create_datastore_key(cfg: Datastore, kdf: str, passphrase: str | None, hint: str | None = None) -> str:
+    """Create the datastore's encryption key file and record it (passphrase stored encrypted, so
+    scheduled jobs can use the key); returns its fingerprint. A key is never replaced."""
+    check_no_key(cfg)
+    path = cfg.key_path
+    ensure_key()
+    stored = encrypt_secret(passphrase) if passphrase else ""
+    try:
+        fp = create_keyfile(path, kdf, passphrase, hint=hint or None)
+    except DatastoreError as e:
+        raise UserError("key", str(e)) from None
+    try:
+        Datastore.objects.filter(pk=cfg.pk).update(key_fingerprint=fp, key_kdf=kdf, key_passphrase=stored)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return fp

@@ -148,7 +148,7 @@ def _prune(reporter, store, ns="", keep=None, dry_run=False, max_depth=None, gro
             kept += 1
     if not dry_run:
         # PBS deletes oldest first
-        for ref, mark in sorted((p for p in plan if p[1] == REMOVE), key=lambda p: p[0].time):
+        for ref, _mark in sorted((p for p in plan if p[1] == REMOVE), key=lambda p: p[0].time):
             reporter.check_abort()
             try:
                 eng.remove_snapshot(ref)

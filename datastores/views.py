@@ -14,9 +14,11 @@ from datastores.engine.errors import DatastoreError
 from datastores.forms import (DatastoreAddForm, DatastoreOptionsForm, KeepForm, KeyForm, NotesForm, PruneJobForm,
                               VerifyJobForm)
 from datastores.models import Datastore, PruneJob, VerifyJob
-from datastores.services import FieldError, keep_options_from, prune_plan, remove_datastore, snapshot_info
+from datastores.services import (FieldError, check_no_key, create_datastore_key, keep_options_from, prune_plan,
+                                 remove_datastore, snapshot_info)
 from datastores.services import start_store_task as start_task
 from pbsweb.access import has_privilege, require
+from pbsweb.errors import UserError
 
 
 def _path(kw):
@@ -614,37 +616,19 @@ def encryption(request, store):
 @require_POST
 @require("Datastore.Modify", _path)
 def encryption_generate(request, store):
-    from datastores.engine.crypto import create_keyfile
-    from pbsweb.secretbox import encrypt_secret, ensure_key
     cfg = _store(store)
     form = KeyForm(request.POST)
-    if cfg.key_fingerprint:
-        form.is_valid()
-        form.add_error(None, f"Datastore '{cfg.name}' already has key {cfg.key_fingerprint}; "
-                             "a key is never replaced (snapshots encrypted with it would become unreadable).")
-        return _encryption_page(request, cfg, form=form, show_dialog=True, status=400)
-    if not form.is_valid():
-        return _encryption_page(request, cfg, form=form, show_dialog=True, status=400)
-    kdf = form.cleaned_data["kdf"]
-    passphrase = form.cleaned_data["passphrase"] if kdf == "scrypt" else None
-    path = cfg.key_path
-    if path.exists():
-        form.add_error(None, f"A key file already exists at {path}; remove or move it first.")
-        return _encryption_page(request, cfg, form=form, show_dialog=True, status=400)
-    ensure_key()
-    stored = encrypt_secret(passphrase) if passphrase else ""
     try:
-        fp = create_keyfile(path, kdf, passphrase, hint=form.cleaned_data["hint"] or None)
-    except DatastoreError as e:
-        form.add_error(None, str(e))
-        return _encryption_page(request, cfg, form=form, show_dialog=True, status=400)
-    try:
-        Datastore.objects.filter(pk=cfg.pk).update(key_fingerprint=fp, key_kdf=kdf, key_passphrase=stored)
-    except Exception:
-        path.unlink(missing_ok=True)
-        raise
-    messages.success(request, f"Encryption key {fp} created. Download it and keep a copy offline now.")
-    return redirect(f"/datastore/{cfg.name}/encryption/")
+        if form.is_valid():
+            kdf = form.cleaned_data["kdf"]
+            fp = create_datastore_key(cfg, kdf, form.cleaned_data["passphrase"] if kdf == "scrypt" else None,
+                                      form.cleaned_data["hint"])
+            messages.success(request, f"Encryption key {fp} created. Download it and keep a copy offline now.")
+            return redirect(f"/datastore/{cfg.name}/encryption/")
+        check_no_key(cfg)  # say so first if there is one: fixing the dialog would not help
+    except UserError as e:
+        form.add_error(None, e.message)
+    return _encryption_page(request, cfg, form=form, show_dialog=True, status=400)
 
 
 @require_safe

@@ -8,6 +8,7 @@ import json
 from functools import wraps
 
 from django.conf import settings
+from django.core.exceptions import PermissionDenied
 from django.http import HttpResponseBadRequest, HttpResponseForbidden, JsonResponse
 from django.shortcuts import redirect
 
@@ -78,7 +79,7 @@ def require(priv: str, path="/"):
             if not has_privilege(request.user, priv, target):
                 message = f"permission check failed: {priv} on {target}"
                 if request.path.startswith("/api2/"):
-                    return JsonResponse({"errors": message}, status=403)
+                    raise PermissionDenied(message)  # the API layer answers it (pbsweb/api.py)
                 return HttpResponseForbidden(message)
             return view(request, *args, **kwargs)
         return wrapper
@@ -148,3 +149,18 @@ class LoginRequiredMiddleware:
                 return JsonResponse({"errors": {field: message}}, status=400)
             return HttpResponseBadRequest(f"{field}: {message}")
         return self.get_response(request)
+
+
+def forbidden(reason) -> HttpResponseForbidden:
+    """A page's 403 naming the missing privilege, as plain text (the reason may quote input)."""
+    return HttpResponseForbidden(str(reason), content_type="text/plain; charset=utf-8")
+
+
+class _Root:
+    """Who the command line acts as by default: root@pam, every privilege (as proxmox-backup-manager)."""
+
+    username = "root@pam"
+    is_authenticated = is_active = is_superuser = True
+
+
+CLI_ROOT = _Root()

@@ -1,9 +1,13 @@
 """Helpers for the management commands: PBS-style tables, errors, running tasks."""
+import argparse
 import json
 import re
 import sys
 
+from django.contrib.auth import get_user_model
 from django.core.management.base import CommandError
+
+from pbsweb.access import CLI_ROOT
 
 BOX = {"tl": "┌", "tm": "┬", "tr": "┐", "hl": "─", "vl": "│", "ml": "╞", "mm": "╪", "mr": "╡",
        "hh": "═", "bl": "└", "bm": "┴", "br": "┘"}
@@ -49,6 +53,27 @@ def usage_error(message: str) -> CommandError:
     return CommandError(one_line(message), returncode=2)
 
 
+def add_auth_id(parser) -> None:
+    parser.add_argument("--auth-id", dest="auth_id", default=None, metavar="USER@REALM",
+                        help="act with this user's privileges (default: root@pam, all of them)")
+
+
+def acting_user(opts):
+    """The user named by --auth-id, else root@pam (CLI_ROOT): whose privileges a change is checked against."""
+    name = opts.get("auth_id")
+    if name is None:
+        return CLI_ROOT
+    user = get_user_model().objects.filter(username=name, is_active=True).first()
+    if user is None:
+        raise usage_error(f"auth-id: no active user '{name}'")
+    return user
+
+
+def permission_error(exc) -> CommandError:
+    """A change the acting user may not make: the missing privilege, exit 1."""
+    return CommandError(one_line(str(exc)), returncode=1)
+
+
 def finish_task(task) -> None:
     """Exit non-zero when the task the command ran failed (its log was streamed already)."""
     if task.state == "error":
@@ -58,3 +83,15 @@ def finish_task(task) -> None:
 
 def add_output_format(parser) -> None:
     parser.add_argument("--output-format", choices=["text", "json", "json-pretty"], default="text")
+
+
+def add_remote_store(parser, help_text: str, **kwargs) -> None:
+    """`--remote-store PREFIX`, the prefix in the bucket, as every command calls it. `--store` names a
+    local datastore everywhere (sync-job, backup, ...); here it is refused by `check_remote_store`."""
+    parser.add_argument("--remote-store", dest="remote_store", help=help_text, **kwargs)
+    parser.add_argument("--store", dest="local_store_flag", default=None, help=argparse.SUPPRESS)
+
+
+def check_remote_store(opts) -> None:
+    if opts.get("local_store_flag") is not None:
+        raise usage_error("--store: names a local datastore; give the prefix in the bucket as --remote-store")

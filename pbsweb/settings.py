@@ -47,6 +47,7 @@ MIDDLEWARE = [
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
+    "pbsweb.api.CsrfPreventionTokenMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
@@ -100,6 +101,7 @@ SESSION_COOKIE_AGE = 2 * 3600  # PBS tickets live two hours
 SESSION_SAVE_EVERY_REQUEST = True
 SESSION_COOKIE_SECURE = os.environ.get("PBSWEB_TLS", "1") == "1" and not os.environ.get("PBSWEB_INSECURE_COOKIES")
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+CSRF_FAILURE_VIEW = "pbsweb.api.csrf_failure"  # the API answers JSON
 SECURE_PROXY_SSL_HEADER = None
 
 LANGUAGE_CODE = "en-us"

@@ -6,7 +6,9 @@ from remotes.engine import config as cfg_rules
 from remotes.engine import providers
 from remotes.models import ON_CAP_CHOICES, PROVIDER_CHOICES, Remote
 
-RESERVED_IDS = {"add"}  # /remotes/add/ is the Add dialog
+RESERVED_IDS = {"add"}
+LIMIT_FIELDS = ("request_rate", "daily_cap_class_a", "daily_cap_class_b", "daily_cap_class_c", "monthly_budget",
+                "on_cap")  # /remotes/add/ is the Add dialog
 
 
 def validate_ca_bundle(pem: str) -> str | None:
@@ -114,8 +116,7 @@ class RemoteForm(forms.Form):
     MAIN = ("remote_id", "provider", "endpoint", "bucket", "region", "access_key", "secret_key", "path_style",
             "ca_bundle", "tls_fingerprint", "comment")
     ADVANCED = ("skip_if_none_match", "delete_via_delete_object", "no_checksum_headers", "min_storage_days")
-    LIMITS = ("request_rate", "daily_cap_class_a", "daily_cap_class_b", "daily_cap_class_c", "monthly_budget",
-              "on_cap")
+    LIMITS = LIMIT_FIELDS
 
     def __init__(self, *args, instance: Remote | None = None, **kwargs):
         self.instance = instance
@@ -155,18 +156,9 @@ class RemoteForm(forms.Form):
             self.add_error(name, message)
         return data
 
-    def apply(self, remote: Remote) -> Remote:
-        """Copy the cleaned values onto `remote` (the secret only when one was typed)."""
-        data = self.cleaned_data
-        for name in ("provider", "endpoint", "bucket", "region", "access_key", "path_style", "ca_bundle",
-                     "tls_fingerprint", "skip_if_none_match", "delete_via_delete_object", "no_checksum_headers",
-                     "min_storage_days", "comment") + self.LIMITS:
-            setattr(remote, name, data[name])
-        if remote.pk is None:
-            remote.remote_id = data["remote_id"]
-        if data.get("secret_key"):
-            remote.secret_key = data["secret_key"]
-        return remote
+    def values(self) -> dict:
+        """The cleaned values for remotes.services.save_remote (an empty secret keeps the stored one)."""
+        return {name: self.cleaned_data[name] for name in self.MAIN + self.ADVANCED + self.LIMITS}
 
 
 def clean_limits(raw: dict) -> tuple[dict, dict]:

@@ -2,17 +2,17 @@
 import json
 
 from django.contrib import messages
-from django.db import IntegrityError
-from django.db.models import ProtectedError
 from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from pbsweb.access import has_privilege, require
+from pbsweb.errors import Conflict, UserError
 from remotes import usage as usage_view
 from remotes.engine import providers
 from remotes.forms import ConnectionTestForm, RemoteForm
 from remotes.models import Remote
+from remotes.services import remove_remote, save_remote
 from remotes.tasks import run_connection_test
 
 _MODIFY_ANY = require("Remote.Modify", "/remote")
@@ -55,13 +55,8 @@ def remote_add(request):
     if request.method == "GET":
         return _dialog(request, RemoteForm())
     form = RemoteForm(request.POST)
-    if not form.is_valid():
-        return _dialog(request, form, status=400)
-    remote = form.apply(Remote())
-    try:
-        remote.save()
-    except IntegrityError:  # added by someone else since the form was checked
-        form.add_error("remote_id", f"remote '{remote.remote_id}' already exists")
+    remote = _save(form)
+    if remote is None:
         return _dialog(request, form, status=400)
     messages.success(request, f"Remote '{remote.remote_id}' added.")
     return _saved(request)
@@ -74,15 +69,22 @@ def remote_edit(request, remote):
     if request.method == "GET":
         return _dialog(request, RemoteForm(instance=obj), obj)
     form = RemoteForm(request.POST, instance=obj)
-    if not form.is_valid():
+    if _save(form, obj) is None:
         return _dialog(request, form, obj, status=400)
-    form.apply(obj).save()
-    if obj.ca_bundle:
-        obj.write_ca_bundle()
-    else:
-        obj.remove_ca_bundle()
     messages.success(request, f"Remote '{obj.remote_id}' updated.")
     return _saved(request)
+
+
+def _save(form: RemoteForm, remote: Remote | None = None) -> Remote | None:
+    """The remote saved from the dialog's values, or None with the errors put on the form."""
+    if not form.is_valid():
+        return None
+    try:
+        return save_remote(form.values(), remote)
+    except UserError as e:
+        for name, message in (getattr(e, "errors", None) or {e.field: e.message}).items():
+            form.add_error(name if name in form.fields else None, message)
+        return None
 
 
 def _saved(request):
@@ -158,35 +160,14 @@ def remote_test(request, remote):
                     else "remote-list")
 
 
-def protected_message(remote: Remote, exc: ProtectedError) -> str:
-    users = []
-    for obj in exc.protected_objects:
-        kind = getattr(obj._meta, "verbose_name", "object")
-        name = getattr(obj, "job_id", None) or getattr(obj, "name", None) or str(obj)
-        users.append(f"{kind} '{name}'")
-    users = sorted(set(users))
-    return (f"Remote '{remote.remote_id}' is used by {', '.join(users)}: "
-            f"remove {'that job' if len(users) == 1 else 'those jobs'} or point {'it' if len(users) == 1 else 'them'} "
-            "at another remote first.")
-
-
-def remove_remote(remote: Remote) -> str | None:
-    """Delete the remote; returns the refusal message if jobs still use it."""
-    try:
-        remote.delete()
-    except ProtectedError as exc:
-        return protected_message(remote, exc)
-    remote.remove_ca_bundle()
-    return None
-
-
 @require_POST
 @require("Remote.Modify", _remote_path)
 def remote_remove(request, remote):
     obj = get_object_or_404(Remote, remote_id=remote)
-    refusal = remove_remote(obj)
-    if refusal:
-        messages.error(request, refusal)
+    try:
+        remove_remote(obj)
+    except Conflict as e:
+        messages.error(request, e.message)
     else:
         messages.success(request, f"Remote '{remote}' removed.")
     return redirect("remote-list")

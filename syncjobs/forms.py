@@ -207,9 +207,9 @@ class SyncJobForm(forms.Form):
             return f"{label}: {errors[0]}" if name != "__all__" else errors[0]
         return ""
 
-    # -- saving ------------------------------------------------------------------------
-    @transaction.atomic
-    def save(self) -> SyncJob:
+    # -- the result (saved by syncjobs.services.save_sync_job after its privilege check) --
+    def apply(self) -> SyncJob:
+        """The job with the cleaned values, not saved."""
         d = self.cleaned_data
         job = self.instance or SyncJob(job_id=d["id"])
         job.store = d["store"]
@@ -228,8 +228,6 @@ class SyncJobForm(forms.Form):
         job.force = d["force"]
         job.enabled = d["enabled"]
         job.comment = d["comment"]
-        job.next_run = job.compute_next_run()
-        job.save()
         return job
 
 
@@ -246,25 +244,9 @@ def job_to_data(job: SyncJob) -> dict:
     }
 
 
-def job_to_json(job: SyncJob) -> dict:
-    """PBS's sync.cfg field names (the API and `--output-format json`)."""
-    out = {
-        "id": job.job_id, "store": job.store.name, "remote": job.remote.remote_id,
-        "remote-store": job.remote_store, "ns": job.ns, "max-depth": job.max_depth,
-        "group-filter": job.group_filter or [], "schedule": job.schedule,
-        "remove-vanished": job.remove_vanished, "transfer-last": job.transfer_last,
-        "rate-out": rate_text(job.rate_out) or None, "burst-out": rate_text(job.burst_out) or None,
-        "worker-threads": job.workers, "sync-direction": job.direction, "force": job.force,
-        "enabled": job.enabled, "comment": job.comment,
-        "next-run": int(job.next_run.timestamp()) if job.next_run else None,
-    }
-    task = job.last_task
-    if task is not None:
-        out.update({"last-run-upid": task.upid, "last-run-state": "running" if task.running else task.status,
-                    "last-run-endtime": int(task.endtime.timestamp()) if task.endtime else None})
-    out.update({"last-run-bytes": job.last_bytes, "last-run-objects": job.last_objects,
-                "last-run-deleted": job.last_deleted, "last-run-deferred": job.last_deferred})
-    return out
+def job_edit_data(job: SyncJob) -> dict:
+    """job_to_data as submitted values (booleans as 'true' / ''): the base an API or CLI update overlays."""
+    return {k: ("true" if v is True else "" if v is False else v) for k, v in job_to_data(job).items()}
 
 
 # JSON/CLI names -> form field names
@@ -403,7 +385,7 @@ class DrillJobForm(forms.Form):
     enabled = BoolField(label="Enabled", required=False, initial=True)
     comment = forms.CharField(label="Comment", required=False, max_length=255)
 
-    CLI_NAMES = {"id": "id", "remote_store": "store", "sample_size": "sample"}
+    CLI_NAMES = {"id": "id", "remote_store": "remote-store", "sample_size": "sample"}
 
     def __init__(self, *args, instance=None, **kwargs):
         self.instance = instance
@@ -441,7 +423,8 @@ class DrillJobForm(forms.Form):
         value = self.cleaned_data["sample_size"]
         return DEFAULT_DRILL_SAMPLE if value is None else value
 
-    def save(self):
+    def apply(self):
+        """The drill with the cleaned values, not saved (syncjobs.services.save_drill saves it)."""
         from syncjobs.models import DrillJob
         d = self.cleaned_data
         job = self.instance or DrillJob(job_id=d["id"])
@@ -451,8 +434,6 @@ class DrillJobForm(forms.Form):
         job.schedule = d["schedule"]
         job.enabled = d["enabled"]
         job.comment = d["comment"]
-        job.next_run = job.compute_next_run()
-        job.save()
         return job
 
 
@@ -462,7 +443,7 @@ RESTORE_KEY_NONE, RESTORE_KEY_UPLOAD = "", "upload"
 class RemoteRestoreForm(forms.Form):
     """Restore archive (from Remote → Content): one archive of a bucket snapshot to a path here."""
 
-    store = forms.CharField(label="Remote Store", required=False, max_length=255, widget=forms.HiddenInput)
+    remote_store = forms.CharField(label="Remote Store", required=False, max_length=255, widget=forms.HiddenInput)
     snapshot = forms.CharField(label="Snapshot", max_length=1024, widget=forms.HiddenInput)
     archive = forms.ChoiceField(label="Archive")
     target = forms.CharField(label="Target", max_length=4096,

@@ -59,13 +59,6 @@ class SyncJob(ScheduledJob):
     def acl_path(self) -> str:
         return f"/datastore/{self.store.name}"
 
-    def remote_change(self, remote: str | None, direction: str | None) -> tuple[str | None, str | None]:
-        """The (remote, direction) an edit needs privileges for: none unless it changes them."""
-        remote, direction = remote or self.remote.remote_id, direction or self.direction
-        if (remote, direction) == (self.remote.remote_id, self.direction):
-            return None, None
-        return remote, direction
-
     def start(self, user: str, reconcile: bool = False, **run_options) -> Task:
         args = {"job_id": self.job_id}
         if reconcile:
@@ -169,18 +162,3 @@ class DrillRun(models.Model):
 
 
 JOB_PRIV = "Datastore.Modify"
-
-
-def permission_problem(user, store: str | None, remote: str | None, direction: str | None) -> str | None:
-    """Why `user` may not set up a job between `store` and `remote` (None if allowed). As PBS:
-    Datastore.Modify on the store, and on the remote Remote.DatastoreBackup to push to it
-    or Remote.Read to pull from it."""
-    from pbsweb.access import has_privilege
-    checks = [(JOB_PRIV, f"/datastore/{store}" if store else "/")]
-    if remote:
-        checks.append(("Remote.Read" if direction == "pull" else "Remote.DatastoreBackup", f"/remote/{remote}"))
-    for priv, path in checks:
-        if not has_privilege(user, priv, path):
-            return f"permission check failed: {priv} on {path}"
-    return None
-

@@ -7,7 +7,7 @@ standalone commands `remote-content` and `remote-restore`.
 import json
 import os
 
-from pbsweb.cli import box_table, finish_task, usage_error
+from pbsweb.cli import add_remote_store, box_table, check_remote_store, finish_task, usage_error
 from pbsweb.worker import run
 
 
@@ -18,14 +18,14 @@ def fmt_size(n: int) -> str:
 
 def add_content_arguments(parser) -> None:
     parser.add_argument("id", help="remote ID")
-    parser.add_argument("--store", default=None, help="store prefix in the bucket (default: list the prefixes)")
+    add_remote_store(parser, "prefix in the bucket (default: every datastore in the bucket)", default=None)
     parser.add_argument("--ns", default="")
     parser.add_argument("--output-format", choices=["text", "json", "json-pretty"], default="text")
 
 
 def add_restore_arguments(parser) -> None:
     parser.add_argument("id", help="remote ID")
-    parser.add_argument("prefix", help="store prefix in the bucket")
+    parser.add_argument("remote_store", metavar="remote-store", help="prefix in the bucket")
     parser.add_argument("snapshot", help="type/id/time (or ns/…/type/id/time)")
     parser.add_argument("archive", help="e.g. root.tar or disk.img")
     parser.add_argument("target")
@@ -61,7 +61,7 @@ def _s3_error(exc, obj) -> str:
 
 
 def snapshot_json(s, prefix: str) -> dict:
-    return {"store": prefix, "ns": s.ns, "backup-type": s.backup_type, "backup-id": s.backup_id,
+    return {"remote-store": prefix, "ns": s.ns, "backup-type": s.backup_type, "backup-id": s.backup_id,
             "backup-time": s.time, "snapshot": s.name, "path": s.rel_dir,
             "files": [{"filename": f.filename, "size": f.size, "stored-size": f.stored_size,
                        "crypt-mode": f.crypt_mode} for f in s.files],
@@ -76,6 +76,7 @@ def do_content(stdout, opts) -> None:
     from syncjobs.engine.scope import normalize_ns
     from syncjobs.remote_content import list_snapshots, make_bucket, store_prefixes
 
+    check_remote_store(opts)
     obj = _remote(opts["id"])
     fmt = opts.get("output_format") or "text"
     try:
@@ -87,16 +88,17 @@ def do_content(stdout, opts) -> None:
         client = obj.client(counters=counters)
         stores = store_prefixes(make_bucket(obj, client))
         names = [s.prefix for s in stores]
-        wanted = opts.get("store")
+        wanted = opts.get("remote_store")
         if wanted is not None and wanted.strip("/") not in names:
-            raise usage_error(f"--store: the bucket {obj.bucket} has no datastore under prefix '{wanted}' "
+            raise usage_error(f"--remote-store: the bucket {obj.bucket} has no datastore under prefix '{wanted}' "
                               f"(has: {', '.join(n or '/' for n in names) or 'none'})")
         chosen = [wanted.strip("/")] if wanted is not None else names
-        items, problems = [], []
+        items, problems, warnings = [], [], []
         for prefix in chosen:
             listing = list_snapshots(make_bucket(obj, client, prefix), ns)
             items += [snapshot_json(s, prefix) for s in listing.snapshots]
             problems += listing.unreadable
+            warnings += [listing.warning] if listing.warning else []
     except CommandError:
         raise
     except Exception as e:
@@ -111,12 +113,14 @@ def do_content(stdout, opts) -> None:
         return
     rows = []
     for it in items:
-        snap = ("/".join(filter(None, [it["store"], it["ns"] and "ns:" + it["ns"]])) + ": " if len(chosen) > 1 or it["ns"] else "") + it["snapshot"]
+        snap = ("/".join(filter(None, [it["remote-store"], it["ns"] and "ns:" + it["ns"]])) + ": " if len(chosen) > 1 or it["ns"] else "") + it["snapshot"]
         enc = f"yes ({it['fingerprint']})" if it["encrypted"] else "no"
         rows.append([snap, fmt_size(it["size"]), len(it["files"]), enc])
     stdout.write(box_table(["snapshot", "size", "files", "encrypted"], rows))
     for p in problems:
         stdout.write(f"unreadable manifest: {p}")
+    for w in warnings:
+        stdout.write(f"warning: {w}")
 
 
 def do_restore(stdout, opts) -> None:
@@ -129,7 +133,7 @@ def do_restore(stdout, opts) -> None:
     from syncjobs.views_remote import _fetch_snapshot
 
     obj = _remote(opts["id"])
-    prefix = (opts["prefix"] or "").strip("/")
+    prefix = (opts["remote_store"] or "").strip("/")
     try:
         ns = normalize_ns(opts.get("ns") or "")
     except ValueError as e:

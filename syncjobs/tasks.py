@@ -12,7 +12,7 @@ from pathlib import Path
 from django.conf import settings
 from django.utils import timezone
 
-from pbsweb.worker import task_function
+from pbsweb.worker import TaskError, task_function
 from remotes.usage import cap_guard, limits_text
 from syncjobs.engine.bucket import Bucket
 from syncjobs.engine.common import fmt_bytes
@@ -178,6 +178,13 @@ def run_sync_job(reporter, job_id: str, reconcile: bool = False) -> dict:
         reporter.log(f"Summary: removed {len(result.snapshots_removed)} vanished snapshots, deleted "
                      f"{result.objects_deleted} objects, {result.deferred_chunks} chunk deletions deferred "
                      f"(provider minimum storage {remote.min_storage_days} days)")
+    if result.snapshots_failed or result.errors:
+        # as PBS: a sync that did not carry every snapshot failed, whatever else it did
+        for name, why in result.snapshots_failed:
+            reporter.log(f"Summary: snapshot {name} failed: {why}")
+        for why in result.errors:
+            reporter.log(f"Summary: error: {why}")
+        raise TaskError("sync failed with some errors")
     reporter.log(f"sync job '{job.job_id}' end")
     return {"bytes": result.bytes_transferred, "objects": result.objects_transferred,  # the dashboard's chart
             "snapshots": len(result.snapshots_synced), "failed": len(result.snapshots_failed)}
@@ -227,10 +234,9 @@ def run_drill(reporter, remote: str, remote_store: str = "", sample: int = 2, jo
     """Task `drill`: verify what a remote's bucket holds by downloading and restoring it."""
     import time as _time
 
-    from pbsweb.worker import TaskError
     from remotes.engine.client import RequestCounters
     from remotes.models import Remote, record_usage
-    from syncjobs.drills import DrillResult, drill_prefix
+    from syncjobs.engine.drill import DrillResult, drill_prefix
     from syncjobs.models import DrillJob, DrillRun
     from syncjobs.remote_content import make_bucket, store_prefixes
 
@@ -350,7 +356,6 @@ def restore_from_remote(reporter, remote: str, remote_store: str, snapshot: str,
     import os
 
     from datastores.models import Datastore
-    from pbsweb.worker import TaskError
     from remotes.engine.client import RequestCounters
     from remotes.models import Remote, record_usage
     from syncjobs.engine.pull import restore_from_bucket

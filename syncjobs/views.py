@@ -5,17 +5,19 @@ back as the same dialog with the error under its field (200 to htmx so it is
 swapped, 400 otherwise), nothing saved. Long work (a sync run) is a task.
 """
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse, HttpResponseForbidden
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.encoding import iri_to_uri
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from datastores.models import Datastore
-from pbsweb.access import has_privilege, require
+from pbsweb.access import forbidden, has_privilege, require
 from pbsweb.errors import UserError
 from syncjobs.forms import SCHEDULE_PRESETS, SyncJobForm, TrafficControlForm
-from syncjobs.models import JOB_PRIV, SyncJob, TrafficControlRule, permission_problem
+from syncjobs.models import JOB_PRIV, SyncJob, TrafficControlRule
 from syncjobs.plan import job_plan, plan_rows
+from syncjobs.services import remove_sync_job, save_sync_job
 RULE_PRIV = "Sys.Modify"
 
 
@@ -80,6 +82,18 @@ def store_job_list(request, store):
     return _render_list(request, get_object_or_404(Datastore, name=store))
 
 
+def _save(request, form: SyncJobForm, next_url: str):
+    """Save through the service: done (redirect), refused (403 naming the privilege), or None
+    when the dialog must show its errors again."""
+    try:
+        save_sync_job(request.user, form)
+    except PermissionDenied as e:
+        return forbidden(e)
+    except UserError:
+        return None
+    return _done(request, next_url)
+
+
 def _dialog_response(request, form, *, action: str, title_action: str, next_url: str, store_name=None,
                      plan_url: str = ""):
     ctx = {"form": form, "action": action, "title_action": title_action, "next": next_url, "plan_url": plan_url,
@@ -104,14 +118,10 @@ def job_add(request):
     default_next = f"/datastore/{page_store}/sync-jobs/" if page_store else "/sync-jobs/"
     next_url = _next_url(request, default_next)
     if request.method == "POST":
-        problem = permission_problem(request.user, store_name, request.POST.get("remote"),
-                                     request.POST.get("direction"))
-        if problem:
-            return HttpResponseForbidden(problem)
         form = SyncJobForm(request.POST)
-        if form.is_valid():
-            form.save()
-            return _done(request, next_url)
+        response = _save(request, form, next_url)
+        if response is not None:
+            return response
     else:
         initial = {"direction": request.GET.get("direction") if request.GET.get("direction") in ("push", "pull")
                    else "push", "store": request.GET.get("store", ""), "enabled": True, "workers": 8}
@@ -130,15 +140,10 @@ def job_edit(request, job):
     job = get_object_or_404(SyncJob.objects.select_related("store", "remote"), job_id=job)
     next_url = _next_url(request, "/sync-jobs/")
     if request.method == "POST":
-        # moving a job to another datastore or remote needs the privileges there too
-        problem = permission_problem(request.user, request.POST.get("store") or job.store.name,
-                                     *job.remote_change(request.POST.get("remote"), request.POST.get("direction")))
-        if problem:
-            return HttpResponseForbidden(problem)
         form = SyncJobForm(request.POST, instance=job)
-        if form.is_valid():
-            form.save()
-            return _done(request, next_url)
+        response = _save(request, form, next_url)
+        if response is not None:
+            return response
     else:
         form = SyncJobForm(instance=job)
     return _dialog_response(request, form, action=f"/sync-jobs/{job.job_id}/edit/", title_action="Edit",
@@ -149,8 +154,7 @@ def job_edit(request, job):
 @require_POST
 @require(JOB_PRIV, _job_acl_path)
 def job_remove(request, job):
-    job = get_object_or_404(SyncJob, job_id=job)
-    job.delete()
+    remove_sync_job(request.user, get_object_or_404(SyncJob.objects.select_related("store"), job_id=job))
     return _done(request, _next_url(request, "/sync-jobs/"))
 
 

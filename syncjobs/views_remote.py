@@ -5,16 +5,19 @@ requests are recorded on the remote like a sync run's. Restoring and drills
 are tasks (`reader`, `drill`).
 """
 from django.contrib import messages
+from django.core.exceptions import PermissionDenied
 from django.http import HttpResponse, HttpResponseForbidden
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.encoding import iri_to_uri
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
-from pbsweb.access import has_privilege, require
+from pbsweb.access import forbidden, has_privilege, require
+from pbsweb.errors import UserError
 from pbsweb.worker import run
 from remotes.models import Remote
 from syncjobs.forms import SCHEDULE_PRESETS, DrillJobForm, RemoteRestoreForm
 from syncjobs.models import DrillJob
+from syncjobs.services import remove_drill, save_drill
 
 RESTORE_PRIV = "Remote.Read"     # on /remote/<id>; writing to a server path also needs Sys.Modify
 DRILL_MODIFY = "Remote.Modify"
@@ -67,12 +70,12 @@ def remote_content(request, remote):
     try:
         client = obj.client(counters=counters)
         ctx["stores"] = stores = store_prefixes(make_bucket(obj, client))
-        wanted = request.GET.get("store")
+        wanted = request.GET.get("remote_store")
         names = [s.prefix for s in stores]
         if wanted is not None and wanted.strip("/") in names:
             ctx["store"] = wanted.strip("/")
         elif wanted:
-            ctx["error"] = f"store: the bucket has no datastore under prefix '{wanted}'"
+            ctx["error"] = f"remote_store: the bucket has no datastore under prefix '{wanted}'"
         elif len(stores) == 1:
             ctx["store"] = stores[0].prefix
         if ctx["store"] is not None:
@@ -109,7 +112,7 @@ def _fetch_snapshot(obj, prefix: str, rel_dir: str):
     from datastores.engine.errors import DatastoreError
     from remotes.engine.client import RequestCounters
     from syncjobs.engine.bucket import SyncError
-    from syncjobs.engine.pull import _remote_snapshot
+    from syncjobs.engine.bucket_source import remote_snapshot
     from syncjobs.engine.scope import MANIFEST_NAME, parse_snapshot_dir
     from syncjobs.remote_content import make_bucket
 
@@ -123,7 +126,7 @@ def _fetch_snapshot(obj, prefix: str, rel_dir: str):
         blob = bucket.get_if_exists(rel)
         if blob is None:
             return None, f"snapshot: s3://{bucket.bucket}/{bucket.key(rel)} does not exist"
-        return _remote_snapshot(rd, {}, blob, bucket.key(rel)), ""
+        return remote_snapshot(rd, {}, blob, bucket.key(rel)), ""
     except (SyncError, DatastoreError) as e:
         return None, f"snapshot: {e}"
     finally:
@@ -140,7 +143,7 @@ def remote_restore(request, remote):
         return HttpResponseForbidden("permission check failed: Sys.Modify on / (restoring writes to this server)")
     obj = get_object_or_404(Remote, remote_id=remote)
     params = request.POST if request.method == "POST" else request.GET
-    prefix = (params.get("store") or "").strip("/")
+    prefix = (params.get("remote_store") or "").strip("/")
     snap, error = _fetch_snapshot(obj, prefix, params.get("snapshot", ""))
     if snap is None:
         ctx = {"r": obj, "error": error, "form": None, "prefix": prefix}
@@ -162,7 +165,7 @@ def remote_restore(request, remote):
                               f"{obj.remote_id}:{prefix}:{snap.rel_dir}", request.user.username, args)
             return _done(request, task.url)
     else:
-        initial = {"store": prefix, "snapshot": snap.rel_dir}
+        initial = {"remote_store": prefix, "snapshot": snap.rel_dir}
         if params.get("archive"):
             initial["archive"] = params["archive"]
         form = RemoteRestoreForm(initial=initial, snapshot=snap)
@@ -208,18 +211,31 @@ def _drill_dialog(request, form, action, title_action):
     return render(request, "syncjobs/drill_list.html", _drill_context(request, dialog=ctx), status=status)
 
 
+def _save_drill(request, form: DrillJobForm, done: str | None = None):
+    """Save through the service: done (redirect), refused (403 naming the privilege), or None
+    when the dialog must show its errors again."""
+    try:
+        job = save_drill(request.user, form)
+    except PermissionDenied as e:
+        return forbidden(e)
+    except UserError:
+        return None
+    if done:
+        messages.success(request, f"Restore drill '{job.job_id}' {done}.")
+    return _done(request, "/drills/")
+
+
 @require_http_methods(["GET", "POST"])
 @require(DRILL_MODIFY, "/remote")
 def drill_add(request):
     if request.method == "POST":
         form = DrillJobForm(request.POST)
-        if form.is_valid():
-            job = form.save()
-            messages.success(request, f"Restore drill '{job.job_id}' added.")
-            return _done(request, "/drills/")
+        response = _save_drill(request, form, "added")
+        if response is not None:
+            return response
     else:
         initial = {"enabled": True, "schedule": "weekly", "sample_size": 2,
-                   "remote": request.GET.get("remote", ""), "remote_store": request.GET.get("store", "")}
+                   "remote": request.GET.get("remote", ""), "remote_store": request.GET.get("remote_store", "")}
         form = DrillJobForm(initial=initial)
     return _drill_dialog(request, form, "/drills/add/", "Add")
 
@@ -230,9 +246,9 @@ def drill_edit(request, job):
     obj = get_object_or_404(DrillJob.objects.select_related("remote"), job_id=job)
     if request.method == "POST":
         form = DrillJobForm(request.POST, instance=obj)
-        if form.is_valid():
-            form.save()
-            return _done(request, "/drills/")
+        response = _save_drill(request, form)
+        if response is not None:
+            return response
     else:
         form = DrillJobForm(instance=obj)
     return _drill_dialog(request, form, f"/drills/{obj.job_id}/edit/", "Edit")
@@ -241,7 +257,7 @@ def drill_edit(request, job):
 @require_POST
 @require(DRILL_MODIFY, _drill_path)
 def drill_remove(request, job):
-    get_object_or_404(DrillJob, job_id=job).delete()
+    remove_drill(request.user, get_object_or_404(DrillJob.objects.select_related("remote"), job_id=job))
     messages.success(request, f"Restore drill '{job}' removed.")
     return _done(request, "/drills/")
 

@@ -90,7 +90,7 @@ def test_downloads_and_file_browser(admin_client, store):
     assert b"".join(one.streaming_content) == b"127.0.0.1 localhost\n"
     missing = admin_client.get(f"/datastore/content1/download-file/{S1}?archive=root.tar&path=nope")
     assert missing.status_code == 400 and b"no file" in missing.content
-    assert admin_client.get(f"/datastore/content1/browse/host/web01/2030-01-01T00:00:00Z").status_code == 404
+    assert admin_client.get("/datastore/content1/browse/host/web01/2030-01-01T00:00:00Z").status_code == 404
 
 
 def test_namespaces_show_as_tree_levels(admin_client, tmp_path):

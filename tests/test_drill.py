@@ -2,7 +2,6 @@
 downloads every chunk of the snapshots it checks exactly once, restores one
 archive to a scratch directory, records its egress on the remote, and turns
 red naming the key of a corrupt or missing object. Pages and CLI show it."""
-import os
 import random
 from pathlib import Path
 
@@ -93,16 +92,16 @@ def test_drill_ok_gets_each_chunk_once_and_records_egress(pushed, s3proxy, admin
 
 def test_drill_red_after_corruption_names_the_key(pushed, s3proxy, s3_client, s3_bucket, admin_client):
     engine, refs = pushed
-    run_cli("drill", "create", "weekly-drill", "--remote", "s3-test", "--store", "backups", "--sample", "0")
+    run_cli("drill", "create", "weekly-drill", "--remote", "s3-test", "--remote-store", "backups", "--sample", "0")
     job = DrillJob.objects.get()
     assert job.schedule == "weekly" and job.next_run is not None
-    assert "TASK OK" in run_cli("drill", "run", "s3-test", "--store", "backups")
+    assert "TASK OK" in run_cli("drill", "run", "s3-test", "--remote-store", "backups")
     job.refresh_from_db()
     assert job.last_ok and job.last_snapshots == 2
 
     victim = _chunk_key(sorted(engine.chunk_digests(refs[3]))[0])
     corrupt(s3_client, s3_bucket, victim)
-    err = cli_error("drill", "run", "s3-test", "--store", "backups")
+    err = cli_error("drill", "run", "s3-test", "--remote-store", "backups")
     assert err.returncode == 1 and victim in str(err) and "restore drill failed" in str(err)
     job.refresh_from_db()
     assert job.last_ok is False and victim in job.last_message
@@ -116,7 +115,7 @@ def test_drill_red_after_corruption_names_the_key(pushed, s3proxy, s3_client, s3
     # a missing object is named too
     missing = f"backups/{refs[4].rel_dir}/disk.img.fidx"
     s3_client.delete_object(Bucket=s3_bucket, Key=missing)
-    err = cli_error("drill", "run", "s3-test", "--store", "backups")
+    err = cli_error("drill", "run", "s3-test", "--remote-store", "backups")
     assert f"{missing}: object is missing" in str(err)
 
 
@@ -169,9 +168,17 @@ def test_drill_dialog_cli_bad_input_and_never_passed_flag(tmp_path, s3_server, s
                        (("drill", "create", "nightly", "--remote", "s3-test"), "id:"),
                        (("drill", "create", "d2x", "--remote", "nope"), "--remote:"),
                        (("drill", "create", "d2x", "--remote", "s3-test", "--schedule", "never ever"), "--schedule:"),
+                       (("drill", "create", "d2x", "--remote", "s3-test", "--remote-store", "a b"), "--remote-store:"),
+                       (("drill", "run", "s3-test", "--remote-store", "../x"), "--remote-store:"),
                        (("drill", "remove", "nope"), "id:")]:
         err = cli_error(*args)
         assert err.returncode == 2 and str(err).startswith(flag), (args, str(err))
+    # one vocabulary: --store is a local datastore (sync-job); a bucket prefix is --remote-store
+    for args in (("drill", "run", "s3-test", "--store", "backups"),
+                 ("drill", "create", "d2x", "--remote", "s3-test", "--store", "backups")):
+        err = cli_error(*args)
+        assert err.returncode == 2 and str(err).startswith("--store:") and "--remote-store" in str(err), str(err)
+    assert DrillJob.objects.get().job_id == "nightly"
     # an empty bucket: the drill fails saying so
     err = cli_error("drill", "run", "s3-test")
     assert err.returncode == 1 and "holds no datastore" in str(err)

@@ -56,7 +56,7 @@ def test_verify_detects_flipped_byte_and_missing_chunk(store, src):
     r = verify_snapshot(store, res.ref, rep)
     assert not r.ok
     assert r.corrupt_chunks == [flipped] and r.missing_chunks == [missing]
-    assert f"chunk {flipped} (in root.tar.didx) is corrupt: CRC mismatch; renamed to {flipped}.0.bad" in r.errors
+    assert f"chunk {flipped} (in root.tar.didx) is corrupt: CRC mismatch (the stored bytes are corrupt); renamed to {flipped}.0.bad" in r.errors
     assert f"chunk {missing} (in root.tar.didx) is missing" in r.errors
     assert any(flipped in w for w in rep.warnings) and any(missing in w for w in rep.warnings)
     assert not store.chunks.exists(flipped)

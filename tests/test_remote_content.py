@@ -3,7 +3,6 @@ chunk downloaded); the CLI `remote content`; the Restore archive dialog with
 its key choice (a datastore's key or an uploaded key file + passphrase) and
 its field-named errors; a restore started from the page runs on a real Celery
 worker and brings back the bytes."""
-import io
 import json
 import re
 import random
@@ -60,32 +59,32 @@ def test_content_page_reads_manifests_only(two_stores, s3proxy, admin_client, au
     ds1, remote, crypt, keyfile, src, img = two_stores
     s3proxy.reset_counts()
     html = admin_client.get("/remotes/s3-test/content/").content.decode()
-    assert "?store=backups" in html and "?store=other" in html and "random" not in html
+    assert "?remote_store=backups" in html and "?remote_store=other" in html and "random" not in html
     assert "No restore drill has verified this remote yet" in html
 
-    html = admin_client.get("/remotes/s3-test/content/?store=backups").content.decode()
+    html = admin_client.get("/remotes/s3-test/content/?remote_store=backups").content.decode()
     assert PLAIN in html and SECRET.split("/", 2)[2] in html and "prod/host/vault" in html
     assert crypt.fingerprint in html and "Restore root.tar" in html and "Restore disk.img" in html
     assert "2.00 MiB" in html  # the image's size from its manifest
     assert "Pull into a datastore" in html and "remote_store=backups" in html
-    html = admin_client.get("/remotes/s3-test/content/?store=backups&ns=prod").content.decode()
+    html = admin_client.get("/remotes/s3-test/content/?remote_store=backups&ns=prod").content.decode()
     assert "host/vault" in html and PLAIN not in html
     # browsing downloaded no chunk and wrote nothing
     assert not [k for k in s3proxy.keys("GET") if "/.chunks/" in k]
     assert s3proxy.counts["PUT"] == s3proxy.counts["DELETE"] == 0
 
-    err = admin_client.get("/remotes/s3-test/content/?store=nope").content.decode()
+    err = admin_client.get("/remotes/s3-test/content/?remote_store=nope").content.decode()
     assert "the bucket has no datastore under prefix &#x27;nope&#x27;" in err
     assert admin_client.get("/remotes/missing/content/").status_code == 404
     assert 'href="/remotes/s3-test/content/"' in admin_client.get("/remotes/s3-test/").content.decode()
 
     audit = Client()
     audit.force_login(audit_user)
-    page = audit.get("/remotes/s3-test/content/?store=backups")
+    page = audit.get("/remotes/s3-test/content/?remote_store=backups")
     assert page.status_code == 200 and PLAIN in page.content.decode()
     assert "Restore root.tar" not in page.content.decode()
-    assert audit.get(f"/remotes/s3-test/content/restore/?store=backups&snapshot={PLAIN}").status_code == 403
-    assert audit.post("/remotes/s3-test/content/restore/", {"store": "backups"}).status_code == 403
+    assert audit.get(f"/remotes/s3-test/content/restore/?remote_store=backups&snapshot={PLAIN}").status_code == 403
+    assert audit.post("/remotes/s3-test/content/restore/", {"remote_store": "backups"}).status_code == 403
 
 
 def test_cli_remote_content(two_stores):
@@ -94,18 +93,20 @@ def test_cli_remote_content(two_stores):
     assert text.splitlines()[0].startswith("┌") and "│ snapshot" in text
     assert f"backups: {PLAIN}" in text and "other: ct/100/" in text
     assert f"yes ({crypt.fingerprint})" in text
-    items = json.loads(run_cli("remote", "content", "s3-test", "--store", "backups", "--output-format", "json"))
+    items = json.loads(run_cli("remote", "content", "s3-test", "--remote-store", "backups", "--output-format", "json"))
     by_name = {i["snapshot"]: i for i in items}
     assert set(by_name) == {PLAIN, "host/vault/2026-09-21T14:30:00Z"}
     vault = by_name["host/vault/2026-09-21T14:30:00Z"]
     assert vault["ns"] == "prod" and vault["encrypted"] and vault["fingerprint"] == crypt.fingerprint
     assert vault["files"][0]["filename"] == "disk.img.fidx" and vault["files"][0]["size"] == 2 * MiB
     assert not by_name[PLAIN]["encrypted"] and by_name[PLAIN]["fingerprint"] is None
-    prod = json.loads(run_cli("remote-content", "s3-test", "--store", "backups", "--ns", "prod",
+    assert {i["remote-store"] for i in items} == {"backups"}  # as sync-job calls the prefix
+    prod = json.loads(run_cli("remote-content", "s3-test", "--remote-store", "backups", "--ns", "prod",
                               "--output-format", "json"))
     assert [i["snapshot"] for i in prod] == ["host/vault/2026-09-21T14:30:00Z"]
     for args, field in [(("remote", "content", "nope"), "id:"),
-                        (("remote", "content", "s3-test", "--store", "nope"), "--store:"),
+                        (("remote", "content", "s3-test", "--remote-store", "nope"), "--remote-store:"),
+                        (("remote", "content", "s3-test", "--store", "backups"), "--store:"),
                         (("remote", "content", "s3-test", "--ns", "../etc"), "--ns:")]:
         err = cli_error(*args)
         assert err.returncode == 2 and str(err).startswith(field), str(err)
@@ -120,10 +121,10 @@ def _post_restore(client, data, files=None):
 def test_restore_dialog_errors_name_their_field(two_stores, tmp_path, admin_client):
     ds1, remote, crypt, keyfile, src, img = two_stores
     rd = "ns/prod/" + SECRET
-    dialog = admin_client.get(f"/remotes/s3-test/content/restore/?store=backups&snapshot={rd}&archive=disk.img")
+    dialog = admin_client.get(f"/remotes/s3-test/content/restore/?remote_store=backups&snapshot={rd}&archive=disk.img")
     html = dialog.content.decode()
     assert dialog.status_code == 200 and crypt.fingerprint in html and "upload a key file" in html
-    base = {"store": "backups", "snapshot": rd, "archive": "disk.img", "target": str(tmp_path / "out.img")}
+    base = {"remote_store": "backups", "snapshot": rd, "archive": "disk.img", "target": str(tmp_path / "out.img")}
 
     def errors(resp):
         assert resp.status_code == 400, resp.status_code
@@ -167,7 +168,7 @@ def test_restore_from_page_on_celery_worker(celery_worker, tmp_path, s3_server, 
     ds1, remote, crypt, keyfile, src, img = _bucket_with_two_stores(tmp_path, s3_server.url, s3_bucket, s3_client)
     rd = "ns/prod/" + SECRET
     # an uploaded key file + passphrase
-    resp = _post_restore(admin_client, {"store": "backups", "snapshot": rd, "archive": "disk.img",
+    resp = _post_restore(admin_client, {"remote_store": "backups", "snapshot": rd, "archive": "disk.img",
                                         "target": str(tmp_path / "vault-restored.img"), "key_source": "upload",
                                         "passphrase": PASSPHRASE},
                          {"keyfile": SimpleUploadedFile("vault-key.json", keyfile.read_bytes())})
@@ -179,7 +180,7 @@ def test_restore_from_page_on_celery_worker(celery_worker, tmp_path, s3_server, 
     assert PASSPHRASE not in log and PASSPHRASE not in json.dumps(task.arguments)
     assert not list(Path(settings.DATA_DIR).glob("restore-keys/*.key")), "the uploaded key is not kept"
     # the plain tree, no key
-    resp = _post_restore(admin_client, {"store": "backups", "snapshot": PLAIN, "archive": "root.tar",
+    resp = _post_restore(admin_client, {"remote_store": "backups", "snapshot": PLAIN, "archive": "root.tar",
                                         "target": str(tmp_path / "tree")})
     assert resp.status_code == 302
     task = _wait(Task.objects.filter(worker_type="reader").order_by("-id").first().upid)
@@ -187,7 +188,7 @@ def test_restore_from_page_on_celery_worker(celery_worker, tmp_path, s3_server, 
     assert tree_state(tmp_path / "tree") == tree_state(src)
     # with a datastore's key
     give_store_key(ds1, keyfile)
-    resp = _post_restore(admin_client, {"store": "backups", "snapshot": rd, "archive": "disk.img",
+    resp = _post_restore(admin_client, {"remote_store": "backups", "snapshot": rd, "archive": "disk.img",
                                         "target": str(tmp_path / "again.img"), "key_source": "store:store1"})
     assert resp.status_code == 302
     task = _wait(Task.objects.filter(worker_type="reader").order_by("-id").first().upid)

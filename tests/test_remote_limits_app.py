@@ -65,7 +65,7 @@ def test_api_and_dialog(admin_client):
     assert ok.status_code == 200, ok.content
     bad = admin_client.put(url, json.dumps({"daily-cap-class-b": -1}), content_type="application/json")
     assert bad.status_code == 400
-    assert bad.json() == {"errors": {"daily-cap-class-b": "Ensure this value is greater than or equal to 0."}}
+    assert bad.json()["errors"] == {"daily-cap-class-b": "Ensure this value is greater than or equal to 0."}
     data = admin_client.get(url).json()["data"]
     assert (data["request-rate"], data["monthly-budget"], data["daily-cap-class-b"]) == (50, 3.0, 2500)
 

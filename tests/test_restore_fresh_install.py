@@ -188,7 +188,7 @@ def test_fresh_install_pull_and_restore_identical_tree(tmp_path, s3_server, s3_c
     assert page.status_code == 200
     html = page.content.decode()
     assert "backups" in html and "Pull into a datastore" in html
-    html = admin_client.get("/remotes/s3-test/content/?store=backups").content.decode()
+    html = admin_client.get("/remotes/s3-test/content/?remote_store=backups").content.decode()
     assert "host/web01" in html and SNAP in html and "Restore root.tar" in html
 
     # "Pull into a datastore" opens the pull dialog prefilled
@@ -231,9 +231,9 @@ def test_fresh_install_encrypted(tmp_path, s3_server, s3_client, s3_bucket, admi
     lose_server(tmp_path / "ds-store1")
     make_remote(s3_server.url, s3_bucket)
 
-    html = admin_client.get("/remotes/s3-test/content/?store=backups").content.decode()
+    html = admin_client.get("/remotes/s3-test/content/?remote_store=backups").content.decode()
     assert SNAP in html and crypt.fingerprint in html
-    content = run_cli("remote", "content", "s3-test", "--store", "backups")
+    content = run_cli("remote", "content", "s3-test", "--remote-store", "backups")
     assert SNAP in content and f"yes ({crypt.fingerprint})" in content
 
     # pull without any key
@@ -286,7 +286,9 @@ def test_corrupt_object_reported_by_key_by_pull_and_drill(tmp_path, s3_server, s
     run_cli("datastore", "create", "store2", str(tmp_path / "new-store"))
     run_cli("sync-job", "create", "restore-job", "--store", "store2", "--remote", "s3-test",
             "--remote-store", "backups", "--direction", "pull")
-    out = run_cli("sync-job", "run", "restore-job")  # one snapshot failed: the task ends with warnings
+    err = cli_error("sync-job", "run", "restore-job")  # one snapshot failed: the sync failed (issue 15)
+    assert err.returncode == 1 and "sync failed with some errors" in str(err)
+    out = Task.objects.filter(worker_type="syncjob").latest("id").log_path.read_text()
     assert victim in out and f"sync snapshot {SNAP} failed" in out
     assert not (tmp_path / "new-store" / SNAP / "index.json.blob").exists()
 

@@ -22,7 +22,8 @@ pytestmark = pytest.mark.django_db
 
 ALL = {"Sys.Audit", "Sys.Modify", "Permissions.Modify", "Datastore.Audit", "Datastore.Allocate",
        "Datastore.Modify", "Datastore.Read", "Datastore.Verify", "Datastore.Backup", "Datastore.Prune",
-       "Remote.Audit", "Remote.Modify", "Remote.Read"}
+       "Remote.Audit", "Remote.Modify", "Remote.Read", "Remote.DatastoreBackup", "Remote.DatastorePrune",
+       "Remote.DatastoreModify"}
 ROLE_PRIVILEGES = {
     "Admin": ALL,
     "NoAccess": set(),
@@ -121,7 +122,9 @@ ENDPOINTS = [
     ("PUT", "/api2/json/config/remote/remote1", "Remote.Modify", RM, {"comment": "changed"}, True),
     ("POST", "/api2/json/config/remote/remote1/test", "Remote.Modify", RM, {}, True),
     ("POST", "/api2/json/config/sync", "Datastore.Modify", DS, {"store": "store1"}, True),
-    ("PUT", "/api2/json/config/sync/job1", "Datastore.Modify", DS, {"comment": "changed"}, True),
+    # an edit is checked as the job it results in: job1 pushes store1 to remote1 (issue 16 #2)
+    ("PUT", "/api2/json/config/sync/job1", [("Datastore.Modify", DS), ("Remote.DatastoreBackup", RM)], None,
+     {"comment": "changed"}, True),
     ("POST", "/api2/json/admin/sync/job1/run", "Datastore.Modify", DS, {}, True),
     ("POST", "/api2/json/config/traffic-control", "Sys.Modify", "/", {}, True),
     ("DELETE", "/api2/json/nodes/localhost/tasks/{upid}", "Sys.Modify", "/", None, True),
@@ -211,7 +214,8 @@ def _check(rows, role, grant, world, call):
             elif (marker in text) != visible:
                 problems.append(f"{method} {url}: item {'hidden' if visible else 'shown'} for {role} on {grant}")
             continue
-        allowed = granted(role, grant, priv, path)
+        needs = priv if isinstance(priv, list) else [(priv, path)]  # a list: every one of them
+        allowed = all(granted(role, grant, p, pa) for p, pa in needs)
         if allowed and status == 403:
             problems.append(f"{method} {url}: 403, but {role} on {grant} grants {priv} on {path}")
         elif not allowed and status != 403:

@@ -194,4 +194,5 @@ def test_plan_on_the_page_and_in_the_api(tmp_path, s3_server, s3_bucket, admin_c
     client.force_login(user)
     assert client.get("/sync-jobs/job1/plan/", HTTP_HX_REQUEST="true").status_code == 403
     denied = client.get("/api2/json/admin/sync/job1/plan")
-    assert denied.status_code == 403 and "Remote.Audit on /remote/s3-test" in denied.json()["errors"]
+    assert denied.status_code == 403
+    assert denied.json()["errors"] == {"permission": "permission check failed: Remote.Audit on /remote/s3-test"}

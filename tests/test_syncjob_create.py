@@ -159,9 +159,10 @@ def test_cli_bad_id_exits_2(transactional_db, tmp_path, s3_server, s3_bucket):
 
 def test_removing_used_remote_is_refused(admin_client, setup):
     run_cli("sync-job", "create", "offsite", "--store", "store1", "--remote", "s3-test")
-    from remotes.views import remove_remote
-    refusal = remove_remote(setup[1])
-    assert refusal and "offsite" in refusal
+    from pbsweb.errors import Conflict
+    from remotes.services import remove_remote
+    with pytest.raises(Conflict, match="offsite"):
+        remove_remote(setup[1])
 
 
 def test_api_config_sync(admin_client, setup):

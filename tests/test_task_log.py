@@ -6,7 +6,6 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from datastores.engine.report import TaskAborted
 from pbsweb import tasklog
 from pbsweb.models import Task
 from pbsweb.upid import new_upid, parse_upid

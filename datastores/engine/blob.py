@@ -83,9 +83,9 @@ def _header(blob, what: str) -> tuple[bool, bool]:
     return kind
 
 
-def blob_is_encrypted(blob) -> bool:
+def blob_is_encrypted(blob, what: str = "blob") -> bool:
     """True if the blob's magic says it is encrypted (no other check)."""
-    return _header(blob, "blob")[0]
+    return _header(blob, what)[0]
 
 
 def blob_is_compressed(blob) -> bool:

@@ -120,15 +120,15 @@ def catalog_from_tar(reader, reporter: Reporter | None = None) -> list[list]:
 
 def rebuild_catalog(store, ref, crypt=None, reporter: Reporter | None = None) -> Catalog:
     """Recreate catalog.blob from the snapshot's .tar archives."""
-    from .restore import open_archive_stream  # restore imports this module
     reporter = reporter or Reporter()
-    manifest = store.load_manifest(ref)
+    snapshot = store.snapshot_reader(ref)
+    manifest = snapshot.manifest
     archives = {}
     for f in manifest.files:
         if f["filename"].endswith(".tar.didx"):
             name = f["filename"][:-5]
             reporter.log(f"catalog: reading headers of {ref}/{name}")
-            with open_archive_stream(store, ref, name, crypt, readahead=0) as r:
+            with snapshot.open_archive(name, crypt, readahead=0) as r:
                 archives[name] = catalog_from_tar(r, reporter)
     use_crypt = crypt if manifest.encrypted else None
     write_catalog(store.snapshot_path(ref) / CATALOG_NAME, archives, use_crypt)

@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ._fsutil import fsync_dir, naming, write_atomic
-from .blob import blob_is_encrypted, check_blob_crc, decode_blob
+from .blob import decode_blob
 from .chunkstore import ChunkStore, check_digest_hex
-from .crypto import chunk_digest
-from .errors import CorruptionError, DatastoreError
+from .errors import DatastoreError
 from .index import Index, read_index
 from .manifest import MANIFEST_NAME, Manifest
+from .source import LocalSource, SnapshotReader, check_chunk
 
 MARKER = ".pbsweb-datastore.json"
 FORMAT_VERSION = 1
@@ -196,6 +196,7 @@ class Datastore:
             raise DatastoreError(f"{self.path}: datastore format {fmt} is not supported "
                                  f"(this version reads format {FORMAT_VERSION})")
         self.chunks = ChunkStore(self.path / ".chunks")
+        self.source = LocalSource(self.path)  # what readers read through (source.py)
 
     def __repr__(self) -> str:
         return f"<Datastore {self.path} uuid={self.uuid}>"
@@ -365,6 +366,10 @@ class Datastore:
             raise DatastoreError(f"snapshot {ref} is unfinished or missing (no {MANIFEST_NAME})") from None
         return Manifest.from_blob(data, f"{ref}/{MANIFEST_NAME}")
 
+    def snapshot_reader(self, ref: SnapshotRef) -> SnapshotReader:
+        """The snapshot's manifest, files and archives, read through this store's source."""
+        return SnapshotReader(self.source, ref.rel_dir, str(ref), manifest=self.load_manifest(ref))
+
     def load_index(self, ref: SnapshotRef, filename: str) -> Index:
         validate_filename(filename)
         return read_index(self.snapshot_path(ref) / filename, f"{ref}/{filename}")
@@ -447,12 +452,7 @@ class Datastore:
         """Insert a chunk blob; with verify, check its CRC and (plain chunks) its digest."""
         check_digest_hex(digest_hex)
         if verify:
-            if not check_blob_crc(blob):
-                raise CorruptionError(f"chunk {digest_hex}: CRC mismatch or not a blob", digest_hex)
-            if not blob_is_encrypted(blob):
-                data = decode_blob(blob, None, f"chunk {digest_hex}")
-                if chunk_digest(data).hex() != digest_hex:
-                    raise CorruptionError(f"chunk {digest_hex}: content does not match its digest", digest_hex)
+            check_chunk(digest_hex, blob, crc_only_without_key=True)
         return self.chunks.insert(digest_hex, blob, fsync=fsync)
 
     def write_file_atomic(self, rel_path: str, data: bytes) -> None:

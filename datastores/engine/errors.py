@@ -14,3 +14,7 @@ class CorruptionError(DatastoreError):
     def __init__(self, message: str, object: str = ""):
         super().__init__(message)
         self.object = object
+
+
+class MissingObjectError(CorruptionError):
+    """A chunk or file a reader needs is not where it should be (`object` names it)."""

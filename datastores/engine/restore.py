@@ -1,188 +1,35 @@
-"""Restore archives from a snapshot: read chunks (verifying every digest),
-extract tar archives into a directory, write images to a file or device."""
+"""Restore archives from a snapshot: extract tar archives into a directory,
+write images to a file or device. The snapshot is read through a
+SnapshotReader (source.py), so a local snapshot and one in a bucket restore
+the same way, every chunk digest verified."""
 from __future__ import annotations
 
-import io
 import os
 import secrets
 import shutil
 import stat
 import tarfile
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from ._fsutil import tune_malloc
-from .blob import decode_blob
 from .catalog import read_catalog
-from .crypto import chunk_digest
 from .datastore import Datastore, SnapshotRef
 from .errors import CorruptionError, DatastoreError
-from .index import Index
 from .report import Reporter
+from .source import ArchiveReader, SnapshotReader, archive_filename
+
+__all__ = ["RestoreResult", "archive_filename", "open_archive_stream", "restore_archive", "restore_file",
+           "restore_snapshot_archive"]
 
 MiB = 1024 * 1024
 COPY_BUF = 4 * MiB
 
 
-def archive_filename(archive_name: str) -> str:
-    """'root.tar' -> 'root.tar.didx', 'disk.img' -> 'disk.img.fidx' (full names pass through)."""
-    if archive_name.endswith((".didx", ".fidx")):
-        return archive_name
-    if archive_name.endswith(".tar"):
-        return archive_name + ".didx"
-    if archive_name.endswith(".img"):
-        return archive_name + ".fidx"
-    raise DatastoreError(f"archive name: {archive_name!r} must end in .tar or .img")
-
-
-def check_snapshot_key(store: Datastore, ref: SnapshotRef, crypt, manifest=None):
-    """Return the key to use for the snapshot (None if it is not encrypted).
-
-    DatastoreError if it is encrypted and no key, or a different key, is given.
-    """
-    manifest = manifest or store.load_manifest(ref)
-    if not manifest.encrypted:
-        return None
-    fp = manifest.key_fingerprint or "?"
-    if crypt is None:
-        raise DatastoreError(f"snapshot {ref} is encrypted with key {fp}; no key was given")
-    if manifest.key_fingerprint and crypt.fingerprint != manifest.key_fingerprint:
-        raise DatastoreError(f"snapshot {ref} is encrypted with key {fp}; "
-                             f"the key given has fingerprint {crypt.fingerprint}")
-    manifest.check_signature(crypt, f"{ref}/index.json.blob")
-    return crypt
-
-
-def read_chunk(store: Datastore, digest: bytes, crypt, expected_len: int | None = None) -> bytes:
-    """Read, decode and verify one chunk. CorruptionError names the digest."""
-    hx = digest.hex()
-    try:
-        with open(store.chunks.path(hx), "rb") as f:
-            raw = f.read()
-    except FileNotFoundError:
-        raise CorruptionError(f"chunk {hx} is missing from datastore {store.path}", hx) from None
-    try:
-        data = decode_blob(raw, crypt, f"chunk {hx}")
-    except CorruptionError as e:
-        e.object = hx
-        raise
-    if expected_len is not None and len(data) != expected_len:
-        raise CorruptionError(f"chunk {hx}: length {len(data)} does not match the index ({expected_len})", hx)
-    if chunk_digest(data, crypt) != digest:
-        raise CorruptionError(f"chunk {hx}: content does not match its digest", hx)
-    return data
-
-
-class ArchiveReader(io.RawIOBase):
-    """A seekable reader over an archive's chunks; reads ahead sequentially in threads."""
-
-    def __init__(self, store: Datastore, index: Index, crypt=None, readahead: int = 4):
-        super().__init__()
-        tune_malloc()
-        self.store, self.index, self.crypt = store, index, crypt
-        self.size = index.size
-        self.pos = 0
-        self.readahead = readahead
-        self._pool = ThreadPoolExecutor(2, thread_name_prefix="reader") if readahead else None
-        self._futures: dict[int, object] = {}
-        self._cur = -1
-        self._cur_data = b""
-        self._cur_start = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def seekable(self) -> bool:
-        return True
-
-    def tell(self) -> int:
-        return self.pos
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        if whence == 1:
-            offset += self.pos
-        elif whence == 2:
-            offset += self.size
-        if offset < 0:
-            raise ValueError("negative seek position")
-        self.pos = offset
-        return self.pos
-
-    def _load(self, i: int) -> bytes:
-        start, end = self.index.chunk_range(i)
-        return read_chunk(self.store, self.index.digests[i], self.crypt, end - start)
-
-    def _chunk(self, i: int):
-        if i != self._cur:
-            if self._pool is None:
-                data = self._load(i)
-            else:
-                for k in [k for k in self._futures if k < i or k > i + self.readahead]:
-                    self._futures.pop(k).cancel()
-                for k in range(i, min(i + self.readahead + 1, len(self.index))):
-                    if k not in self._futures:
-                        self._futures[k] = self._pool.submit(self._load, k)
-                data = self._futures.pop(i).result()
-            self._cur, self._cur_data = i, data
-            self._cur_start = self.index.chunk_range(i)[0]
-        return self._cur_data, self._cur_start
-
-    def readinto(self, b) -> int:
-        if self.pos >= self.size:
-            return 0
-        data, start = self._chunk(self.index.chunk_index(self.pos))
-        off = self.pos - start
-        n = min(len(b), len(data) - off)
-        b[:n] = memoryview(data)[off:off + n]
-        self.pos += n
-        return n
-
-    def read(self, n: int = -1) -> bytes:
-        if n is None or n < 0:
-            n = self.size - self.pos
-        parts, want = [], n
-        while want > 0 and self.pos < self.size:
-            data, start = self._chunk(self.index.chunk_index(self.pos))
-            off = self.pos - start
-            k = min(want, len(data) - off)
-            parts.append(data[off:off + k] if (off or k != len(data)) else data)
-            self.pos += k
-            want -= k
-        return parts[0] if len(parts) == 1 else b"".join(parts)
-
-    def iter_chunks(self):
-        """Yield (offset, data) of every chunk in order (for whole-archive copies)."""
-        for i in range(len(self.index)):
-            data, start = self._chunk(i)
-            yield start, data
-
-    def close(self) -> None:
-        if self._pool is not None:
-            for f in self._futures.values():
-                f.cancel()
-            self._futures.clear()
-            self._pool.shutdown(wait=True)
-            self._pool = None
-        super().close()
-
-
 def open_archive_stream(store: Datastore, ref: SnapshotRef, archive_name: str, crypt=None,
                         readahead: int = 4) -> ArchiveReader:
-    """A file-like reader over an archive ('root.tar' or 'disk.img') of a snapshot."""
-    manifest = store.load_manifest(ref)
-    filename = archive_filename(archive_name)
-    if manifest.file(filename) is None:
-        raise DatastoreError(f"snapshot {ref} has no archive {archive_name} "
-                             f"(has: {', '.join(manifest.filenames)})")
-    crypt = check_snapshot_key(store, ref, crypt, manifest)
-    index = store.load_index(ref, filename)
-    entry = manifest.file(filename)
-    if entry["csum"] != index.csum or entry["size"] != index.size:
-        raise CorruptionError(f"{ref}/{filename}: index does not match the manifest (size/csum)",
-                              f"{ref}/{filename}")
-    return ArchiveReader(store, index, crypt, readahead)
+    """A file-like reader over an archive ('root.tar' or 'disk.img') of a local snapshot."""
+    return store.snapshot_reader(ref).open_archive(archive_name, crypt, readahead)
 
 
 @dataclass
@@ -254,6 +101,13 @@ def _prepare_target_dir(target: Path) -> Path:
 
 def restore_archive(store: Datastore, ref: SnapshotRef, archive_name: str, target, crypt=None,
                     reporter: Reporter | None = None) -> RestoreResult:
+    """Restore an archive of a local snapshot (see restore_snapshot_archive)."""
+    return restore_snapshot_archive(store.snapshot_reader(ref), archive_name, target, crypt, reporter)
+
+
+def restore_snapshot_archive(snapshot: SnapshotReader, archive_name: str, target, crypt=None,
+                             reporter: Reporter | None = None, *, readahead: int = 4,
+                             workers: int = 2) -> RestoreResult:
     """Restore a .tar archive into the directory `target` (must not exist or be
     empty) or an .img archive into the file or block device `target`.
 
@@ -264,8 +118,8 @@ def restore_archive(store: Datastore, ref: SnapshotRef, archive_name: str, targe
     target = Path(target)
     t0 = time.monotonic()
     filename = archive_filename(archive_name)
-    with open_archive_stream(store, ref, archive_name, crypt) as reader:
-        reporter.log(f"restoring {ref}/{archive_name} ({reader.size / MiB:.1f} MiB) to {target}")
+    with snapshot.open_archive(archive_name, crypt, readahead, workers) as reader:
+        reporter.log(f"restoring {snapshot.label}/{archive_name} ({reader.size / MiB:.1f} MiB) to {target}")
         if filename.endswith(".didx"):
             files = _extract_tar(reader, target, reporter)
         else:
@@ -369,11 +223,12 @@ def restore_file(store: Datastore, ref: SnapshotRef, archive_name: str, member_p
         raise DatastoreError(f"archive name: {archive_name!r}: single files restore from .tar archives")
     member = member_path.strip("/")
     offset = size = None
+    snapshot = store.snapshot_reader(ref)
     try:
-        entry = read_catalog(store, ref, check_snapshot_key(store, ref, crypt)).find(archive_name, member)
+        entry = read_catalog(store, ref, snapshot.check_key(crypt)).find(archive_name, member)
     except DatastoreError:
         entry = None
-    with open_archive_stream(store, ref, archive_name, crypt, readahead=2) as reader:
+    with snapshot.open_archive(archive_name, crypt, readahead=2) as reader:
         if entry is not None:
             if entry.type != "f":
                 raise DatastoreError(f"archive {archive_name}: {member_path!r} is not a regular file")

@@ -14,12 +14,12 @@ from dataclasses import dataclass, field
 
 import blake3
 
-from .blob import blob_is_encrypted, check_blob_crc, decode_blob
-from .crypto import chunk_digest
+from .blob import blob_is_encrypted, check_blob_crc
 from .datastore import Datastore, SnapshotRef, validate_ns
-from .errors import CorruptionError, DatastoreError
+from .errors import CorruptionError, DatastoreError, MissingObjectError
 from .index import read_index
 from .report import Reporter
+from .source import check_chunk
 
 MiB = 1024 * 1024
 
@@ -44,26 +44,18 @@ class VerifyResult:
 def _check_chunk(store: Datastore, hx: str, expected_len: int, want_encrypted: bool, crypt):
     """Return None if the chunk is good, else (kind, reason) with kind 'missing'|'corrupt'."""
     try:
-        with open(store.chunks.path(hx), "rb") as f:
-            raw = f.read()
-    except FileNotFoundError:
+        raw = store.source.read_chunk(hx)
+    except MissingObjectError:
         return "missing", "missing"
-    if not check_blob_crc(raw):
-        return "corrupt", "CRC mismatch"
-    enc = blob_is_encrypted(raw)
-    if enc != want_encrypted:
-        return "corrupt", f"crypt mode is {'encrypt' if enc else 'none'}, the index expects " \
-                          f"{'encrypt' if want_encrypted else 'none'}"
-    if enc and crypt is None:
-        return None  # CRC only without the key
-    try:
-        data = decode_blob(raw, crypt if enc else None, f"chunk {hx}")
+    if check_blob_crc(raw):
+        enc = blob_is_encrypted(raw)
+        if enc != want_encrypted:
+            return "corrupt", f"crypt mode is {'encrypt' if enc else 'none'}, the index expects " \
+                              f"{'encrypt' if want_encrypted else 'none'}"
+    try:  # without the key an encrypted chunk is checked by CRC only
+        check_chunk(hx, raw, crypt if want_encrypted else None, expected_len, crc_only_without_key=True)
     except DatastoreError as e:
-        return "corrupt", str(e)
-    if len(data) != expected_len:
-        return "corrupt", f"length {len(data)} does not match the index ({expected_len})"
-    if chunk_digest(data, crypt if enc else None).hex() != hx:
-        return "corrupt", "content does not match its digest"
+        return "corrupt", str(e).removeprefix(f"chunk {hx}: ")
     return None
 
 

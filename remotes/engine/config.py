@@ -107,7 +107,7 @@ def validate_endpoint(value: str) -> ValidationError | None:
     if parts.username or parts.password:
         return ValidationError("endpoint", "must not contain credentials")
     try:
-        parts.port
+        _ = parts.port  # reading it raises ValueError on a bad port
     except ValueError:
         return ValidationError("endpoint", "has an invalid port")
     stripped = value.replace("{{region}}", "").replace("{{bucket}}", "")

@@ -150,6 +150,15 @@ class Bucket:
             (objs if isinstance(item, ObjectInfo) else dirs).append(item)
         return dirs, objs
 
+    def count_objects(self, rel_prefix: str) -> tuple[int, bool]:
+        """Objects under rel_prefix from one LIST page: (count, whether there are more)."""
+        try:
+            resp = self.client.list_objects_v2(Bucket=self.bucket, Prefix=self.key(rel_prefix),
+                                               MaxKeys=self.page_size)
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error("LIST", rel_prefix, exc) from exc
+        return int(resp.get("KeyCount", len(resp.get("Contents", [])))), bool(resp.get("IsTruncated"))
+
     def _list(self, rel_prefix: str, delimiter: str | None):
         prefix = self.key(rel_prefix) if rel_prefix else (self.prefix + "/" if self.prefix else "")
         args = dict(Bucket=self.bucket, Prefix=prefix, MaxKeys=self.page_size)

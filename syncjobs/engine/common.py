@@ -1,16 +1,11 @@
-"""Pieces shared by push and pull: the result record, chunk checks, the
-bounded parallel map, and human-readable sizes."""
+"""Pieces shared by push and pull: the result record, the bounded parallel
+map, and human-readable sizes."""
 from __future__ import annotations
 
 import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from dataclasses import dataclass, field
-
-import blake3
-
-from datastores.engine.blob import blob_is_encrypted, check_blob_crc, decode_blob
-from datastores.engine.errors import CorruptionError
 
 
 def fmt_bytes(n: float) -> str:
@@ -32,18 +27,6 @@ def fmt_eta(seconds: float) -> str:
     return f"{h}h{m:02d}m" if h else (f"{m}m{s:02d}s" if m else f"{s}s")
 
 
-def verify_chunk_blob(digest_hex: str, blob: bytes, what: str) -> None:
-    """Raise CorruptionError unless the blob's CRC matches and, for a plain
-    chunk, BLAKE3 of its data equals the digest (an encrypted chunk's digest is
-    keyed, so without the key only the CRC can be checked)."""
-    if not check_blob_crc(blob):
-        raise CorruptionError(f"{what}: CRC mismatch (the stored bytes are corrupt)", digest_hex)
-    if not blob_is_encrypted(blob):
-        data = decode_blob(blob, None, what)
-        if blake3.blake3(data).hexdigest() != digest_hex:
-            raise CorruptionError(f"{what}: content does not match its digest", digest_hex)
-
-
 @dataclass
 class SyncResult:
     direction: str                      # "push" | "pull"
@@ -60,6 +43,7 @@ class SyncResult:
     deferred_bytes: int = 0
     deferred_until: float | None = None
     reconciled: bool = False
+    no_snapshot_warning: str = ""       # pull: chunk objects but no snapshot manifest
     requests: dict = field(default_factory=dict)
     elapsed: float = 0.0
     errors: list[str] = field(default_factory=list)

@@ -26,10 +26,12 @@ from datastores.engine.errors import CorruptionError, DatastoreError
 from datastores.engine.index import read_index
 from datastores.engine.manifest import Manifest
 from datastores.engine.report import Reporter
+from datastores.engine.source import check_chunk
 
 from .bucket import Bucket, SyncError
+from .bucket_source import BucketSource
 from .common import (Arrivals, Progress, SyncResult, counters_delta, fmt_bytes, fmt_rate,
-                     map_bounded, requests_line, verify_chunk_blob)
+                     map_bounded, requests_line)
 from .inventory import Inventory, chunk_rel
 from .scope import (LOCAL_ONLY_FILES, MANIFEST_NAME, MARKER_NAME, Scope, parse_snapshot_dir,
                     parse_snapshot_file)
@@ -292,14 +294,9 @@ class _Pusher:
 
     def _upload_chunk(self, digest: str) -> int:
         """Worker: read, verify and upload one chunk; returns bytes sent."""
-        what = f"chunk {digest}"
-        path = self.store.chunks.path(digest)
-        try:
-            blob = path.read_bytes()
-        except FileNotFoundError:
-            raise DatastoreError(f"{what} is missing from the local datastore") from None
-        if self.opt.verify_chunks:
-            verify_chunk_blob(digest, blob, what)
+        blob = self.store.source.read_chunk(digest)
+        if self.opt.verify_chunks:  # an encrypted chunk: CRC only (its digest is keyed)
+            check_chunk(digest, blob, crc_only_without_key=True)
         if self.opt.limiter is not None:
             self.opt.limiter.consume(len(blob))
         written, _ = self.bucket.put(chunk_rel(digest), blob, if_absent=True)
@@ -493,12 +490,10 @@ class _Pusher:
                 if data is not None and entry.md5 == _md5(data):
                     refs.update(self.store.chunk_digests(ref))
                     continue
-            manifest = Manifest.from_blob(self.bucket.get(rel), self.bucket.key(rel))
-            for f in manifest.files:
-                if f["filename"].endswith((".didx", ".fidx")):
-                    key = f"{rd}/{f['filename']}"
-                    idx = read_index(self.bucket.get(key), self.bucket.key(key))
-                    refs.update(d.hex() for d in idx.digests)
+            snapshot = BucketSource(self.bucket).snapshot(rd)
+            for name in snapshot.manifest.filenames:
+                if name.endswith((".didx", ".fidx")):
+                    refs.update(d.hex() for d in snapshot.index(name).digests)
         # chunks that made it for a snapshot that failed this run: the next run needs them
         for rd, _ in self.result.snapshots_failed:
             if rd in local:

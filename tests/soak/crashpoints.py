@@ -192,7 +192,7 @@ def check_store(store_path, model: dict[str, tuple], must_have=(), scratch: Path
     """
     from datastores.engine.datastore import Datastore
     from datastores.engine.errors import DatastoreError
-    from datastores.engine.restore import read_chunk
+    from datastores.engine.source import check_chunk
     c = Check()
     scratch = Path(scratch or Path(store_path).parent / "scratch")
     scratch.mkdir(parents=True, exist_ok=True)
@@ -221,7 +221,7 @@ def check_store(store_path, model: dict[str, tuple], must_have=(), scratch: Path
                         raise DatastoreError(f"{rd}/{name}: index does not match the manifest")
                     for i, d in enumerate(idx.digests):
                         s, e = idx.chunk_range(i)
-                        read_chunk(store, d, None, e - s)
+                        check_chunk(d.hex(), store.source.read_chunk(d.hex()), None, e - s)
             archive, want = model[rd]
             got = _restore_digest(store, ref, archive, scratch)
             if got != want:

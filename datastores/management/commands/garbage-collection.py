@@ -5,7 +5,6 @@ from django.core.management.base import BaseCommand
 from datastores.cliutil import store_or_exit
 from datastores.status import gc_status
 from pbsweb.cli import box_table, finish_task
-from pbsweb.worker import run
 
 
 class Command(BaseCommand):

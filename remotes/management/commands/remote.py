@@ -9,12 +9,13 @@ from pathlib import Path
 from django.core.management.base import BaseCommand
 
 from pbsweb.cli import add_output_format, box_table, finish_task, print_output, usage_error
+from pbsweb.errors import Conflict, UserError
 from remotes.engine.config import PROVIDERS
-from remotes.engine.providers import detect_provider, region_from_endpoint
-from remotes.forms import RemoteForm, check_values, clean_limits, provider_defaults
+from remotes.forms import LIMIT_FIELDS
 from remotes.models import Remote
+from remotes.serializers import remote_json
+from remotes.services import remove_remote, save_remote
 from remotes.tasks import run_connection_test
-from remotes.views import remove_remote
 
 OPTION = {"remote_id": "id", "endpoint": "--endpoint", "bucket": "--bucket", "region": "--region",
           "access_key": "--access-key", "secret_key": "--secret-key", "provider": "--provider",
@@ -102,11 +103,7 @@ class Command(BaseCommand):
                 values["min_storage_days"] = int(opts["min_storage_days"])
             except ValueError:
                 raise usage_error(f"--min-storage-days: expected a whole number of days, not '{opts['min_storage_days']}'")
-        limits, errors = clean_limits({name: opts[name] for name in RemoteForm.LIMITS if opts.get(name) is not None})
-        if errors:
-            name, message = next(iter(errors.items()))
-            raise usage_error(f"--{name.replace('_', '-')}: {message}")
-        values.update(limits)
+        values.update({name: opts[name] for name in LIMIT_FIELDS if opts.get(name) is not None})  # checked by save_remote
         if opts.get("ca_bundle") is not None:
             if opts["ca_bundle"] == "":
                 values["ca_bundle"] = ""
@@ -119,11 +116,11 @@ class Command(BaseCommand):
                     raise usage_error(f"--ca-bundle: {opts['ca_bundle']!r} is not a readable PEM file") from None
         return values
 
-    def _check(self, values, instance=None):
-        errors = check_values(values, instance)
-        if errors:
-            name, message = next(iter(errors.items()))
-            raise usage_error(f"{OPTION.get(name, '--' + name.replace('_', '-'))}: {message}")
+    def _save(self, values, remote=None) -> Remote:
+        try:
+            return save_remote(values, remote)
+        except UserError as e:
+            raise usage_error(f"{OPTION.get(e.field, '--' + e.field.replace('_', '-'))}: {e.message}") from None
 
     def _get(self, remote_id) -> Remote:
         obj = Remote.objects.filter(remote_id=remote_id).first()
@@ -135,22 +132,7 @@ class Command(BaseCommand):
     def do_create(self, opts):
         if opts["type"] != "s3":
             raise usage_error(f"--type: only 's3' remotes exist, not '{opts['type']}'")
-        values = {"remote_id": opts["id"]}
-        values.update(self._values(opts))
-        # Without --provider, a known provider's endpoint picks its preset (B2 quirks, Wasabi's 90 days).
-        values.setdefault("provider", detect_provider(values.get("endpoint") or ""))
-        for name in ("endpoint", "bucket", "access_key", "secret_key"):
-            values.setdefault(name, "")
-        if not values.get("region"):
-            values["region"] = region_from_endpoint(values["endpoint"]) or "" if values["endpoint"] else ""
-        self._check(values)
-        remote = Remote(remote_id=opts["id"])
-        for name, value in provider_defaults(values["provider"]).items():
-            setattr(remote, name, value)
-        for name, value in values.items():
-            if name != "remote_id":
-                setattr(remote, name, value)
-        remote.save()
+        remote = self._save({"remote_id": opts["id"], **self._values(opts)})
         self.stdout.write(f"created remote '{remote.remote_id}'")
 
     def do_update(self, opts):
@@ -158,14 +140,7 @@ class Command(BaseCommand):
         values = self._values(opts)
         if not values:
             raise usage_error("update: nothing to change (give --endpoint, --bucket, --secret-key, …)")
-        self._check(values, instance=remote)
-        for name, value in values.items():
-            if name == "secret_key" and not value:
-                continue
-            setattr(remote, name, value)
-        remote.save()
-        if "ca_bundle" in values and not remote.ca_bundle:
-            remote.remove_ca_bundle()
+        self._save(values, remote)
         self.stdout.write(f"updated remote '{remote.remote_id}'")
 
     def do_list(self, opts):
@@ -175,7 +150,6 @@ class Command(BaseCommand):
                      ["name", "type", "endpoint", "bucket"], items)
 
     def do_show(self, opts):
-        from remotes.api import remote_json
         data = remote_json(self._get(opts["id"]))
         if opts["output_format"] != "text":
             self.stdout.write(json.dumps(data, indent=2 if opts["output_format"] == "json-pretty" else None))
@@ -189,9 +163,10 @@ class Command(BaseCommand):
 
     def do_remove(self, opts):
         remote = self._get(opts["id"])
-        refusal = remove_remote(remote)
-        if refusal:
-            raise usage_error(refusal)
+        try:
+            remove_remote(remote)
+        except Conflict as e:
+            raise usage_error(e.message) from None
         self.stdout.write(f"removed remote '{opts['id']}'")
 
     def do_test(self, opts):

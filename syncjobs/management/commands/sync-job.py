@@ -1,12 +1,14 @@
 """`sync-job create|list|show|run|update|remove` as proxmox-backup-manager's."""
+from django.core.exceptions import PermissionDenied
 from django.core.management.base import BaseCommand
-from django.db.models.deletion import ProtectedError
 
-from pbsweb.cli import add_output_format, box_table, finish_task, print_output, usage_error
+from pbsweb.cli import (acting_user, add_auth_id, add_output_format, box_table, finish_task, permission_error,
+                        print_output, usage_error)
 from pbsweb.errors import UserError
-from pbsweb.worker import run
-from syncjobs.forms import SyncJobForm, form_data_from_api, job_to_data, job_to_json
+from syncjobs.forms import SyncJobForm, form_data_from_api, job_edit_data
 from syncjobs.models import SyncJob
+from syncjobs.serializers import job_to_json
+from syncjobs.services import remove_sync_job, save_sync_job
 from syncjobs.plan import job_plan, plan_rows
 
 CLI_USER = "root@pam"
@@ -70,6 +72,7 @@ class Command(BaseCommand):
                 p.add_argument(flag, dest=dest, default=None, help=help_text)
             p.add_argument("--group-filter", dest="group_filter", action="append", default=None,
                            help="[include:|exclude:]type:<t>|group:<t>/<id>|regex:<re> (repeatable)")
+            add_auth_id(p)
             if name == "update":
                 p.add_argument("--delete", action="append", default=[],
                                help="reset an option to its default, e.g. --delete rate-out")
@@ -84,6 +87,7 @@ class Command(BaseCommand):
                         help="list the whole remote prefix to resync the local inventory")
         rm = sub.add_parser("remove")
         rm.add_argument("id")
+        add_auth_id(rm)
         pl = sub.add_parser("plan")
         pl.add_argument("id")
         add_output_format(pl)
@@ -101,6 +105,14 @@ class Command(BaseCommand):
             values["group_filter"] = "\n".join(opts["group_filter"])
         return values
 
+    def _save(self, opts, form: SyncJobForm) -> SyncJob:
+        try:
+            return save_sync_job(acting_user(opts), form)
+        except UserError as e:
+            raise usage_error(str(e)) from None
+        except PermissionDenied as e:
+            raise permission_error(e) from None
+
     def do_create(self, opts):
         for required in ("store", "remote"):
             if opts.get(required) is None:
@@ -108,18 +120,14 @@ class Command(BaseCommand):
         data = {"enabled": "true", "direction": "push"}
         data.update(self._values(opts))
         data["id"] = opts["id"]
-        form = SyncJobForm(data)
-        if not form.is_valid():
-            raise usage_error(form.first_error())
-        job = form.save()
+        job = self._save(opts, SyncJobForm(data))
         self.stdout.write(f"created sync job '{job.job_id}': {job.direction} datastore '{job.store.name}' "
                           f"{'to' if job.direction == 'push' else 'from'} "
                           f"{job.remote.remote_id}:{job.remote_store}")
 
     def do_update(self, opts):
         job = _job(opts["id"])
-        data = job_to_data(job)
-        data = {k: ("true" if v is True else "" if v is False else v) for k, v in data.items()}
+        data = job_edit_data(job)
         defaults = {"remote-store": "", "schedule": "", "ns": "", "max-depth": "", "group-filter": "",
                     "transfer-last": "", "rate-out": "", "burst-out": "", "workers": "",
                     "comment": "", "remove-vanished": "", "force": ""}
@@ -128,10 +136,7 @@ class Command(BaseCommand):
                 raise usage_error(f"delete: cannot reset '{name}' (one of {', '.join(sorted(defaults))})")
             data.update(form_data_from_api({name: defaults[name]}))
         data.update(self._values(opts))
-        form = SyncJobForm(data, instance=job)
-        if not form.is_valid():
-            raise usage_error(form.first_error())
-        form.save()
+        self._save(opts, SyncJobForm(data, instance=job))
         self.stdout.write(f"updated sync job '{job.job_id}'")
 
     def do_list(self, opts):
@@ -181,8 +186,8 @@ class Command(BaseCommand):
     def do_remove(self, opts):
         job = _job(opts["id"])
         try:
-            job.delete()
-        except ProtectedError as e:  # pragma: no cover - nothing references a job today
-            raise usage_error(f"id: sync job '{job.job_id}' is in use: {e}") from None
+            remove_sync_job(acting_user(opts), job)
+        except PermissionDenied as e:
+            raise permission_error(e) from None
         self.stdout.write(f"removed sync job '{job.job_id}'")
 

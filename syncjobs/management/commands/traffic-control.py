@@ -4,12 +4,7 @@ from django.core.management.base import BaseCommand
 from pbsweb.cli import add_output_format, box_table, print_output, usage_error
 from syncjobs.forms import TrafficControlForm, rate_text
 from syncjobs.models import TrafficControlRule
-
-
-def rule_to_json(rule: TrafficControlRule) -> dict:
-    return {"name": rule.name, "rate-out": rate_text(rule.rate_out) or None,
-            "burst-out": rate_text(rule.burst_out) or None, "timeframe": rule.timeframes or [],
-            "remote": rule.remote_names(), "comment": rule.comment}
+from syncjobs.serializers import rule_json
 
 
 def _rule(name: str) -> TrafficControlRule:
@@ -74,7 +69,7 @@ class Command(BaseCommand):
                               f"'{rule.name}'")
         elif action == "list":
             rules = TrafficControlRule.objects.prefetch_related("remotes")
-            items = [rule_to_json(r) for r in rules]
+            items = [rule_json(r) for r in rules]
             if opts["output_format"] != "text":
                 print_output(self.stdout, opts["output_format"], [], [], items)
                 return
@@ -83,7 +78,7 @@ class Command(BaseCommand):
                     for i in items]
             self.stdout.write(box_table(["name", "rate-out", "burst-out", "timeframe", "remotes", "comment"], rows))
         elif action == "show":
-            data = rule_to_json(_rule(opts["name"]))
+            data = rule_json(_rule(opts["name"]))
             if opts["output_format"] != "text":
                 print_output(self.stdout, opts["output_format"], [], [], data)
                 return
