@@ -16,7 +16,7 @@ from datastores.engine.restore import restore_archive
 from datastores.models import Datastore, PruneJob, VerifyJob
 from datastores.services import keep_options_from, prune_plan
 from pbsweb.models import Task
-from pbsweb.worker import task_function
+from pbsweb.worker import TaskError, task_function
 
 MiB = 1024 * 1024
 
@@ -235,3 +235,12 @@ def verificationjob(reporter, job):
     cfg, eng = _store(j.store.name)
     reporter.log(f"verify job '{j.job_id}' on datastore '{cfg.name}'")
     _verify_store(reporter, cfg, eng, j.ignore_verified, j.outdated_after, j.ns)
+
+
+# -- network client sessions -------------------------------------------------------------
+
+@task_function
+def client_session(reporter, **_):
+    """The task of a pbsweb-client backup or reader session (datastores/sessions.py). The
+    session runs inside the web server across the client's requests, never from a queue."""
+    raise TaskError("a client session runs in the web server; it cannot be queued")

@@ -14,6 +14,7 @@ from datastores.engine.errors import DatastoreError
 from datastores.forms import (DatastoreAddForm, DatastoreOptionsForm, KeepForm, KeyForm, NotesForm, PruneJobForm,
                               VerifyJobForm)
 from datastores.models import Datastore, PruneJob, VerifyJob
+from datastores.protocol import connection_info
 from datastores.services import (FieldError, check_no_key, create_datastore_key, keep_options_from, prune_plan,
                                  remove_datastore, snapshot_info)
 from datastores.services import start_store_task as start_task
@@ -114,7 +115,7 @@ def summary(request, store):
     return render(request, "datastores/summary.html", _ctx(
         request, cfg, "summary", error=error, usage=ds_status.usage(cfg.path),
         counts=ds_status.counts(eng) if eng else None, gc=ds_status.gc_status(cfg),
-        uuid=eng.uuid if eng else ""))
+        uuid=eng.uuid if eng else "", connection=connection_info(request, cfg.name)))
 
 
 # -- content ----------------------------------------------------------------------------------

@@ -29,6 +29,7 @@ urlpatterns = [
     path("access/tokens/add/", views.api_token_add, name="api-token-add"),
     path("access/tokens/<int:id>/remove/", views.api_token_remove, name="api-token-remove"),
     path("api2/json/", include(api.urlpatterns)),
+    path("api2/json/", include("datastores.protocol_urls")),
     path("datastore/", include("datastores.urls")),
     path("remotes/", include("remotes.urls")),
     path("", include("syncjobs.urls")),

@@ -3,7 +3,11 @@
 the dashboard and the remote pages show."""
 from __future__ import annotations
 
+from django.utils import timezone
+
+from remotes.models import Remote
 from syncjobs.engine.drill import DrillResult, drill_prefix, pick_snapshots
+from syncjobs.models import DrillRun
 
 __all__ = ["DrillResult", "drill_prefix", "drill_status", "pick_snapshots", "remotes_never_passed"]
 
@@ -17,9 +21,7 @@ def drill_status(remote) -> dict | None:
      "task_upid": str, "last_ok_time": datetime|None, "ever_passed": bool,
      "text": "last verified restore: <time>, <n> snapshots, OK" | "restore drill FAILED ..."}
     """
-    from django.utils import timezone
 
-    from syncjobs.models import DrillRun
     qs = DrillRun.objects.filter(**({"remote__remote_id": remote} if isinstance(remote, str) else {"remote": remote}))
     last = qs.first()
     if last is None:
@@ -39,7 +41,5 @@ def drill_status(remote) -> dict | None:
 
 def remotes_never_passed() -> list[str]:
     """IDs of remotes that have never passed a restore drill (flag them: the copy is unproven)."""
-    from remotes.models import Remote
-    from syncjobs.models import DrillRun
     passed = set(DrillRun.objects.filter(ok=True).values_list("remote_id", flat=True))
     return [r.remote_id for r in Remote.objects.all() if r.pk not in passed]

@@ -1,17 +1,32 @@
 """Validation of sync jobs and traffic-control rules, shared by the dialogs,
 the CLI and the JSON API: every error names its field, nothing is saved
 unless everything is valid."""
+import json
+import os
 import re
+import tempfile
 
 from django import forms
 from django.db import transaction
 
+from datastores.engine.crypto import load_keyfile
+from datastores.engine.errors import DatastoreError
 from datastores.models import Datastore
 from pbsweb.calendarevent import ScheduleError, parse_schedule
 from remotes.models import Remote
 from syncjobs.engine.ratelimit import TimeFrame, parse_rate
 from syncjobs.engine.scope import normalize_ns, parse_group_filter
-from syncjobs.models import DEFAULT_WORKERS, DIRECTIONS, JOB_ID_RE, RULE_NAME_RE, SyncJob, TrafficControlRule
+from syncjobs.models import (
+    DEFAULT_DRILL_SAMPLE,
+    DEFAULT_WORKERS,
+    DIRECTIONS,
+    DRILL_ID_RE,
+    JOB_ID_RE,
+    RULE_NAME_RE,
+    DrillJob,
+    SyncJob,
+    TrafficControlRule,
+)
 
 PREFIX_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]*(/[A-Za-z0-9_][A-Za-z0-9._-]*)*$")
 MAX_DEPTH = 7
@@ -263,7 +278,6 @@ API_FIELDS = {"id": "id", "store": "store", "remote": "remote", "remote-store": 
 
 def json_text(value) -> str:
     """A list or object where one value belongs: kept as text, so the field's check rejects it."""
-    import json
     return json.dumps(value)
 
 
@@ -412,7 +426,6 @@ class DrillJobForm(forms.Form):
             self.fields["id"].disabled = True
 
     def clean_id(self):
-        from syncjobs.models import DRILL_ID_RE, DrillJob
         if self.instance is not None:
             return self.instance.job_id
         value = self.cleaned_data["id"].strip()
@@ -428,7 +441,6 @@ class DrillJobForm(forms.Form):
     clean_schedule = SyncJobForm.clean_schedule
 
     def clean_sample_size(self):
-        from syncjobs.models import DEFAULT_DRILL_SAMPLE
         value = self.cleaned_data["sample_size"]
         return DEFAULT_DRILL_SAMPLE if value is None else value
 
@@ -455,7 +467,6 @@ class DrillJobForm(forms.Form):
 
     def apply(self):
         """The drill with the cleaned values, not saved (syncjobs.services.save_drill saves it)."""
-        from syncjobs.models import DrillJob
         d = self.cleaned_data
         job = self.instance or DrillJob(job_id=d["id"])
         job.remote = d["remote"]
@@ -504,18 +515,12 @@ class RemoteRestoreForm(forms.Form):
         self.crypt = None
 
     def clean_target(self):
-        import os
         value = self.cleaned_data["target"].strip()
         if not os.path.isabs(value):
             raise forms.ValidationError("must be an absolute path (e.g. /srv/restore/web01)")
         return os.path.normpath(value)
 
     def clean(self):
-        import os
-        import tempfile
-
-        from datastores.engine.crypto import load_keyfile
-        from datastores.engine.errors import DatastoreError
         data = super().clean()
         snap = self.snapshot_info
         archive, target = data.get("archive"), data.get("target")

@@ -7,12 +7,24 @@ standalone commands `remote-content` and `remote-restore`.
 import json
 import os
 
+from django.core.management.base import CommandError
+
+from datastores.cliutil import load_key_or_exit
+from datastores.engine.errors import DatastoreError
+from datastores.engine.restore import archive_filename
 from pbsweb.cli import add_remote_store, box_table, check_remote_store, finish_task, usage_error
 from pbsweb.worker import run
+from remotes.engine.client import RequestCounters
+from remotes.engine.errors import explain_error
+from remotes.management.commands import remote as remote_cmd
+from remotes.models import Remote, record_usage
+from syncjobs.engine.bucket import SyncError
+from syncjobs.engine.common import fmt_bytes
+from syncjobs.engine.scope import normalize_ns, ns_rel, parse_snapshot_dir
+from syncjobs.remote_content import fetch_snapshot, list_snapshots, make_bucket, store_prefixes
 
 
 def fmt_size(n: int) -> str:
-    from syncjobs.engine.common import fmt_bytes
     return fmt_bytes(n)
 
 
@@ -34,7 +46,6 @@ def add_restore_arguments(parser) -> None:
 
 
 def _remote(remote_id):
-    from remotes.models import Remote
     obj = Remote.objects.filter(remote_id=remote_id).first()
     if obj is None:
         raise usage_error(f"id: remote '{remote_id}' does not exist")
@@ -42,7 +53,6 @@ def _remote(remote_id):
 
 
 def _record(obj, counters):
-    from remotes.models import record_usage
     try:
         record_usage(obj, counters.snapshot())
     except Exception:
@@ -50,10 +60,8 @@ def _record(obj, counters):
 
 
 def _s3_error(exc, obj) -> str:
-    from syncjobs.engine.bucket import SyncError
     if isinstance(exc, SyncError):
         return str(exc)
-    from remotes.engine.errors import explain_error
     try:
         return explain_error(exc, obj.config())
     except Exception:
@@ -70,12 +78,6 @@ def snapshot_json(s, prefix: str) -> dict:
 
 
 def do_content(stdout, opts) -> None:
-    from django.core.management.base import CommandError
-
-    from remotes.engine.client import RequestCounters
-    from syncjobs.engine.scope import normalize_ns
-    from syncjobs.remote_content import list_snapshots, make_bucket, store_prefixes
-
     check_remote_store(opts)
     obj = _remote(opts["id"])
     fmt = opts.get("output_format") or "text"
@@ -124,14 +126,6 @@ def do_content(stdout, opts) -> None:
 
 
 def do_restore(stdout, opts) -> None:
-    from django.core.management.base import CommandError
-
-    from datastores.cliutil import load_key_or_exit
-    from datastores.engine.errors import DatastoreError
-    from datastores.engine.restore import archive_filename
-    from syncjobs.engine.scope import normalize_ns, ns_rel, parse_snapshot_dir
-    from syncjobs.views_remote import _fetch_snapshot
-
     obj = _remote(opts["id"])
     prefix = (opts["remote_store"] or "").strip("/")
     try:
@@ -148,7 +142,7 @@ def do_restore(stdout, opts) -> None:
     except DatastoreError as e:
         raise usage_error(f"archive: {e}") from None
     try:
-        snap, error = _fetch_snapshot(obj, prefix, rel_dir)
+        snap, error = fetch_snapshot(obj, prefix, rel_dir)
     except Exception as e:
         raise CommandError(f"remote {obj.remote_id}: {_s3_error(e, obj)}", returncode=1) from None
     if snap is None:
@@ -184,10 +178,6 @@ def do_restore(stdout, opts) -> None:
 def install_remote_hook() -> bool:
     """Add `content` and `restore` to the remotes app's `remote` command (without editing it).
     Returns False (the standalone remote-content/remote-restore remain) if its shape changed."""
-    try:
-        from remotes.management.commands import remote as remote_cmd
-    except Exception:
-        return False
     cls = getattr(remote_cmd, "Command", None)
     if cls is None or getattr(cls, "_syncjobs_hook", False):
         return bool(cls)

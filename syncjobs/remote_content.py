@@ -2,18 +2,22 @@
 
 Read from the bucket's listing, markers and manifests only (no chunk is
 downloaded; the listing itself is syncjobs/engine/bucket_source.py). Used by
-Remote → Content, `remote-content` and the drill task.
+Remote → Content, `remote content`, `remote restore` and the drill task.
 """
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass
 
+from datastores.engine.errors import DatastoreError
+from remotes.engine.client import RequestCounters
+from remotes.models import record_usage
 from syncjobs.engine.bucket import Bucket, SyncError
-from syncjobs.engine.bucket_source import Listing, RemoteSnapshot, list_snapshots
-from syncjobs.engine.scope import MARKER_NAME, normalize_ns
+from syncjobs.engine.bucket_source import Listing, RemoteSnapshot, list_snapshots, remote_snapshot
+from syncjobs.engine.scope import MANIFEST_NAME, MARKER_NAME, normalize_ns, parse_snapshot_dir
 
-__all__ = ["Listing", "StorePrefix", "find_snapshot", "list_snapshots", "make_bucket", "store_prefixes"]
+__all__ = ["Listing", "StorePrefix", "fetch_snapshot", "find_snapshot", "list_snapshots", "make_bucket",
+           "record_requests", "store_prefixes"]
 
 
 @dataclass
@@ -67,3 +71,30 @@ def find_snapshot(listing: Listing, name: str, ns: str = "") -> RemoteSnapshot |
         if s.rel_dir == name or (s.ns == normalize_ns(ns) and s.name == name):
             return s
     return None
+
+
+def record_requests(remote, counters) -> None:
+    """Count a page's or command's requests on the remote; accounting never breaks the caller."""
+    try:
+        record_usage(remote, counters.snapshot())
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def fetch_snapshot(obj, prefix: str, rel_dir: str):
+    """The bucket snapshot (its manifest only), or None and a message why not."""
+    rd = (rel_dir or "").strip("/")
+    if parse_snapshot_dir(rd) is None:
+        return None, f"snapshot: '{rel_dir}' is not a snapshot path ([ns/…/]<type>/<id>/<time>)"
+    counters = RequestCounters()
+    bucket = make_bucket(obj, obj.client(counters=counters), prefix)
+    rel = f"{rd}/{MANIFEST_NAME}"
+    try:
+        blob = bucket.get_if_exists(rel)
+        if blob is None:
+            return None, f"snapshot: s3://{bucket.bucket}/{bucket.key(rel)} does not exist"
+        return remote_snapshot(rd, {}, blob, bucket.key(rel)), ""
+    except (SyncError, DatastoreError) as e:
+        return None, f"snapshot: {e}"
+    finally:
+        record_requests(obj, counters)

@@ -6,20 +6,35 @@ local inventory of the remote prefix, the rate limiter from the job and the
 traffic-control rules), runs push or pull, then records the requests on the
 remote and the run's stats on the job.
 """
+import json
+import os
+import re
+import secrets
+import tempfile
+import time
 from datetime import datetime
 from pathlib import Path
 
 from django.conf import settings
 from django.utils import timezone
 
-from pbsweb.worker import TaskError, task_function
+from datastores.engine.crypto import load_keyfile
+from datastores.models import Datastore
+from pbsweb.secretbox import decrypt_secret, encrypt_secret
+from pbsweb.worker import TaskError, task_function, user_message
+from remotes.engine.client import RequestCounters, summary_line
+from remotes.models import Remote, record_usage
 from remotes.usage import cap_guard, limits_text
 from syncjobs.engine.bucket import Bucket
 from syncjobs.engine.common import fmt_bytes
+from syncjobs.engine.drill import DrillResult, drill_prefix
+from syncjobs.engine.drill_budget import drill_slice
 from syncjobs.engine.inventory import Inventory
-from syncjobs.engine.push import PushOptions
+from syncjobs.engine.pull import PullOptions, pull_sync, restore_from_bucket
+from syncjobs.engine.push import PushOptions, push_sync
 from syncjobs.engine.ratelimit import RateLimiter, TimeFrameRule, effective_rate
-from syncjobs.models import SyncJob, TrafficControlRule
+from syncjobs.models import DrillJob, DrillRun, SyncJob, TrafficControlRule
+from syncjobs.remote_content import make_bucket, store_prefixes
 
 ALWAYS = "mon..sun"
 
@@ -97,9 +112,6 @@ def push_options(job: SyncJob, **extra):
 
 @task_function
 def run_sync_job(reporter, job_id: str, reconcile: bool = False) -> dict:
-    from remotes.engine.client import RequestCounters
-    from remotes.models import record_usage
-
     job = SyncJob.objects.select_related("store", "remote").filter(job_id=job_id).first()
     if job is None:
         raise RuntimeError(f"sync job '{job_id}' does not exist (removed?)")
@@ -135,7 +147,6 @@ def run_sync_job(reporter, job_id: str, reconcile: bool = False) -> dict:
     result = None
     try:
         if job.direction == "pull":
-            from syncjobs.engine.pull import PullOptions, pull_sync
             if reconcile:
                 reporter.log("pull always lists the bucket prefix; nothing extra to reconcile")
             options = PullOptions(ns=job.ns, max_depth=job.max_depth, group_filter=list(job.group_filter or []),
@@ -143,7 +154,6 @@ def run_sync_job(reporter, job_id: str, reconcile: bool = False) -> dict:
                                   workers=job.workers, limiter=limiter, counters=counters)
             result = pull_sync(bucket, store, inventory, options, reporter)
         else:
-            from syncjobs.engine.push import push_sync
             options = push_options(job, limiter=limiter, reconcile=reconcile, counters=counters)
             result = push_sync(store, bucket, inventory, options, reporter)
             stored = inventory_bytes(inventory)
@@ -200,7 +210,6 @@ def _why_nothing(result) -> str:
 
 
 def _summary_requests(snap: dict) -> str:
-    from remotes.engine.client import summary_line
     return "S3 " + summary_line(snap)
 
 
@@ -216,7 +225,6 @@ def restore_key_dir() -> Path:
 
 def local_keys() -> dict:
     """Fingerprint -> CryptConfig of the datastore keys this server holds (unreadable ones skipped)."""
-    from datastores.models import Datastore
     keys = {}
     for ds in Datastore.objects.exclude(key_fingerprint=""):
         try:
@@ -232,13 +240,7 @@ def local_keys() -> dict:
 def run_drill(reporter, remote: str, remote_store: str = "", sample: int = 2, job_id: str | None = None,
               seed: int | None = None) -> None:
     """Task `drill`: verify what a remote's bucket holds by downloading and restoring it."""
-    import time as _time
 
-    from remotes.engine.client import RequestCounters
-    from remotes.models import Remote, record_usage
-    from syncjobs.engine.drill import DrillResult, drill_prefix
-    from syncjobs.models import DrillJob, DrillRun
-    from syncjobs.remote_content import make_bucket, store_prefixes
 
     obj = Remote.objects.filter(remote_id=remote).first()
     if obj is None:
@@ -247,7 +249,7 @@ def run_drill(reporter, remote: str, remote_store: str = "", sample: int = 2, jo
     job = DrillJob.objects.filter(job_id=job_id).first() if job_id else None
     if job is not None and job.on_budget:
         return run_budget_drill(reporter, obj, job)
-    seed = int(seed) if seed is not None else int(_time.time())
+    seed = int(seed) if seed is not None else int(time.time())
     counters = RequestCounters()
     client = obj.client(counters=counters, guard=cap_guard(obj, reporter.log, reporter.check_abort),
                         log=reporter.log)
@@ -282,7 +284,6 @@ def run_drill(reporter, remote: str, remote_store: str = "", sample: int = 2, jo
         reporter.log(_summary_requests(snap))
     downloaded = int(snap.get("bytes_down", 0) or 0)
     if error is not None:
-        from pbsweb.worker import user_message
         message = user_message(error)[0]
     elif total.problems:
         more = f" (and {len(total.problems) - 3} more, see the task log)" if len(total.problems) > 3 else ""
@@ -312,12 +313,6 @@ def run_drill(reporter, remote: str, remote_store: str = "", sample: int = 2, jo
 def run_budget_drill(reporter, remote, job) -> dict:
     """A drill on a budget: the next slice of the job's prefix, and the LIST check against the
     inventory of the push jobs writing there (syncjobs/engine/drill_budget.py)."""
-    from remotes.engine.client import RequestCounters
-    from remotes.models import record_usage
-    from syncjobs.engine.drill_budget import drill_slice
-    from syncjobs.models import DrillJob, DrillRun
-    from syncjobs.remote_content import make_bucket
-
     counters = RequestCounters()
     client = remote.client(counters=counters, guard=cap_guard(remote, reporter.log, reporter.check_abort),
                            log=reporter.log)
@@ -365,11 +360,7 @@ def run_budget_drill(reporter, remote, job) -> dict:
 def save_restore_key(keyfile_text: str, passphrase: str | None) -> str:
     """Keep an uploaded key for the restore task that uses it (encrypted at rest, 0600);
     returns the token the task reads (and deletes) it by."""
-    import json
-    import os
-    import secrets
 
-    from pbsweb.secretbox import encrypt_secret
     token = secrets.token_hex(16)
     d = restore_key_dir()
     d.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -382,12 +373,7 @@ def save_restore_key(keyfile_text: str, passphrase: str | None) -> str:
 
 def load_restore_key(token: str):
     """The CryptConfig saved under `token`; the saved file is removed."""
-    import json
-    import re
-    import tempfile
 
-    from datastores.engine.crypto import load_keyfile
-    from pbsweb.secretbox import decrypt_secret
     if not re.fullmatch(r"[0-9a-f]{32}", token or ""):
         raise ValueError("key token: invalid")
     path = restore_key_dir() / f"{token}.key"
@@ -408,13 +394,7 @@ def restore_from_remote(reporter, remote: str, remote_store: str, snapshot: str,
                         key_store: str | None = None, key_token: str | None = None, crypt=None) -> None:
     """Task `reader`: restore one archive of a bucket snapshot to a path on this server,
     fetching only that archive's chunks, each verified."""
-    import os
 
-    from datastores.models import Datastore
-    from remotes.engine.client import RequestCounters
-    from remotes.models import Remote, record_usage
-    from syncjobs.engine.pull import restore_from_bucket
-    from syncjobs.remote_content import make_bucket
 
     obj = Remote.objects.filter(remote_id=remote).first()
     if obj is None:

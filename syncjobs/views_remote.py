@@ -14,10 +14,17 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from pbsweb.access import forbidden, has_privilege, require
 from pbsweb.errors import UserError
 from pbsweb.worker import run
+from remotes.engine.client import RequestCounters
+from remotes.engine.errors import explain_error
 from remotes.models import Remote
+from syncjobs.drills import drill_status
+from syncjobs.engine.bucket import SyncError
+from syncjobs.engine.scope import normalize_ns
 from syncjobs.forms import SCHEDULE_PRESETS, DrillJobForm, RemoteRestoreForm
 from syncjobs.models import DrillJob
+from syncjobs.remote_content import fetch_snapshot, list_snapshots, make_bucket, record_requests, store_prefixes
 from syncjobs.services import remove_drill, save_drill
+from syncjobs.tasks import save_restore_key
 
 RESTORE_PRIV = "Remote.Read"     # on /remote/<id>; writing to a server path also needs Sys.Modify
 DRILL_MODIFY = "Remote.Modify"
@@ -41,25 +48,11 @@ def _done(request, url: str):
     return redirect(url)
 
 
-def _record(remote, counters) -> None:
-    from remotes.models import record_usage
-    try:
-        record_usage(remote, counters.snapshot())
-    except Exception:  # accounting must not break the page
-        pass
-
-
 # -- Remote → Content -----------------------------------------------------------------------
 
 @require_safe
 @require("Remote.Audit", _remote_path)
 def remote_content(request, remote):
-    from remotes.engine.client import RequestCounters
-    from syncjobs.drills import drill_status
-    from syncjobs.engine.bucket import SyncError
-    from syncjobs.engine.scope import normalize_ns
-    from syncjobs.remote_content import list_snapshots, make_bucket, store_prefixes
-
     obj = get_object_or_404(Remote, remote_id=remote)
     counters = RequestCounters()
     ctx = {"r": obj, "stores": [], "store": None, "listing": None, "groups": [], "error": "",
@@ -97,54 +90,26 @@ def remote_content(request, remote):
     except SyncError as e:
         ctx["error"] = str(e)
     except Exception as e:  # connection refused, TLS, bad credentials: say what, no traceback
-        from remotes.engine.errors import explain_error
         try:
             ctx["error"] = explain_error(e, obj.config())
         except Exception:
             ctx["error"] = f"{type(e).__name__}: {e}"[:300]
     finally:
-        _record(obj, counters)
+        record_requests(obj, counters)
     return render(request, "syncjobs/remote_content.html", ctx)
-
-
-def _fetch_snapshot(obj, prefix: str, rel_dir: str):
-    """The bucket snapshot (its manifest only) or a message why not."""
-    from datastores.engine.errors import DatastoreError
-    from remotes.engine.client import RequestCounters
-    from syncjobs.engine.bucket import SyncError
-    from syncjobs.engine.bucket_source import remote_snapshot
-    from syncjobs.engine.scope import MANIFEST_NAME, parse_snapshot_dir
-    from syncjobs.remote_content import make_bucket
-
-    rd = (rel_dir or "").strip("/")
-    if parse_snapshot_dir(rd) is None:
-        return None, f"snapshot: '{rel_dir}' is not a snapshot path ([ns/…/]<type>/<id>/<time>)"
-    counters = RequestCounters()
-    bucket = make_bucket(obj, obj.client(counters=counters), prefix)
-    rel = f"{rd}/{MANIFEST_NAME}"
-    try:
-        blob = bucket.get_if_exists(rel)
-        if blob is None:
-            return None, f"snapshot: s3://{bucket.bucket}/{bucket.key(rel)} does not exist"
-        return remote_snapshot(rd, {}, blob, bucket.key(rel)), ""
-    except (SyncError, DatastoreError) as e:
-        return None, f"snapshot: {e}"
-    finally:
-        _record(obj, counters)
 
 
 @require_http_methods(["GET", "POST"])
 @require(RESTORE_PRIV, _remote_path)
 def remote_restore(request, remote):
     """Restore archive: the dialog (GET) and starting the `reader` task (POST)."""
-    from syncjobs.tasks import save_restore_key
 
     if not has_privilege(request.user, "Sys.Modify", "/"):
         return HttpResponseForbidden("permission check failed: Sys.Modify on / (restoring writes to this server)")
     obj = get_object_or_404(Remote, remote_id=remote)
     params = request.POST if request.method == "POST" else request.GET
     prefix = (params.get("remote_store") or "").strip("/")
-    snap, error = _fetch_snapshot(obj, prefix, params.get("snapshot", ""))
+    snap, error = fetch_snapshot(obj, prefix, params.get("snapshot", ""))
     if snap is None:
         ctx = {"r": obj, "error": error, "form": None, "prefix": prefix}
         if request.htmx:  # htmx swaps only 2xx answers
@@ -179,7 +144,6 @@ def remote_restore(request, remote):
 # -- Restore Drills -----------------------------------------------------------------------------
 
 def _drill_context(request, **extra):
-    from syncjobs.drills import drill_status
     remotes = [r for r in Remote.objects.all()
                if has_privilege(request.user, "Remote.Audit", f"/remote/{r.remote_id}")]
     ids = [r.pk for r in remotes]

@@ -109,8 +109,10 @@ class BackupResult:
 class _ChunkPipeline:
     """Hash/compress/encrypt/store chunks in worker threads, results in order."""
 
-    def __init__(self, store: Datastore, crypt, pool: ThreadPoolExecutor, max_inflight: int):
-        self.store = store
+    def __init__(self, target, crypt, pool: ThreadPoolExecutor, max_inflight: int):
+        # target: where chunks go: a ChunkStore, or the network client's uploader;
+        # anything with touch(hex) -> known? and insert(hex, blob parts, fsync) -> new?
+        self.target = target
         self.crypt = crypt
         self.pool = pool
         self.max_inflight = max_inflight
@@ -120,7 +122,7 @@ class _ChunkPipeline:
     def _work(self, data):
         digest = chunk_digest(data, self.crypt)
         hx = digest.hex()
-        chunks = self.store.chunks
+        chunks = self.target
         # Existing chunk: touch it (so GC keeps it) and skip compression.
         if chunks.touch(hx):
             return digest, len(data), False, 0
@@ -270,6 +272,53 @@ def _check_archives(archives) -> list[tuple[str, Path]]:
     return out
 
 
+def backup_archive(name: str, source, target, crypt, pool: ThreadPoolExecutor, buffers: list,
+                   reporter: Reporter, ctime: int, index_path=None, one_file_system: bool = True,
+                   exclude=()) -> tuple:
+    """Read one archive (NAME.tar: a directory, NAME.img: a file or device), send its chunks
+    to `target` (see _ChunkPipeline) and build its index (written to index_path if given).
+
+    Returns (index bytes, Index, ArchiveStats, catalog entries or None, warnings). Shared by
+    the local backup and the network client, so both cut and encode chunks identically.
+    """
+    pipeline = _ChunkPipeline(target, crypt, pool, max_inflight=MAX_INFLIGHT)
+    filename = name + (".didx" if name.endswith(".tar") else ".fidx")
+    stats = ArchiveStats(name, filename)
+    t0 = time.monotonic()
+    if name.endswith(".tar"):
+        writer = DynamicIndexWriter(index_path, ctime=ctime)
+        src = TarStream(source, reporter, one_file_system, exclude=exclude)
+        cdc = FastCDC(CDC_AVG, min_size=CDC_MIN, max_size=CDC_MAX)
+        total = None
+    else:
+        writer = FixedIndexWriter(index_path, DEFAULT_CHUNK_SIZE, ctime=ctime)
+        src = _FileSource(source)
+        cdc = None
+        st = os.stat(source)
+        total = st.st_size if stat.S_ISREG(st.st_mode) else None
+    reporter.log(f"archive {name}: reading {source}")
+    try:
+        _ingest(src, pipeline, buffers, writer, stats, cdc, reporter, total, name)
+    except BaseException:
+        pipeline.cancel()
+        raise
+    finally:
+        src.close()
+    data = writer.to_bytes()
+    index = writer.close()
+    stats.csum = index.csum
+    stats.duration = time.monotonic() - t0
+    rate = stats.size / MiB / stats.duration if stats.duration else 0
+    reporter.log(f"archive {name}: {stats.size / MiB:.1f} MiB in {stats.duration:.2f} s "
+                 f"({rate:.1f} MiB/s), {stats.chunks} chunks: {stats.chunks_new} new, "
+                 f"{stats.chunks_reused} reused; new data {stats.bytes_new / MiB:.1f} MiB "
+                 f"stored as {stats.stored_new / MiB:.1f} MiB")
+    if isinstance(src, TarStream):
+        stats.files = src.files
+        return data, index, stats, src.catalog, src.warnings
+    return data, index, stats, None, 0
+
+
 def run_backup(store: Datastore, backup_type: str, backup_id: str, archives,
                ns: str = "", crypt=None, reporter: Reporter | None = None,
                backup_time: int | None = None, owner: str | None = None,
@@ -321,44 +370,16 @@ def run_backup(store: Datastore, backup_type: str, backup_id: str, archives,
             buffers = [memoryview(bytearray(BUF_SIZE)) for _ in range(N_BUFFERS)]
             with ThreadPoolExecutor(workers, thread_name_prefix="chunker") as pool:
                 for name, source in sources:
-                    pipeline = _ChunkPipeline(store, crypt, pool, max_inflight=MAX_INFLIGHT)
                     filename = name + (".didx" if name.endswith(".tar") else ".fidx")
-                    stats = ArchiveStats(name, filename)
-                    t0 = time.monotonic()
-                    if name.endswith(".tar"):
-                        writer = DynamicIndexWriter(sdir / filename, ctime=backup_time)
-                        src = TarStream(source, reporter, one_file_system)
-                        cdc = FastCDC(CDC_AVG, min_size=CDC_MIN, max_size=CDC_MAX)
-                        total = None
-                    else:
-                        writer = FixedIndexWriter(sdir / filename, DEFAULT_CHUNK_SIZE, ctime=backup_time)
-                        src = _FileSource(source)
-                        cdc = None
-                        st = os.stat(source)
-                        total = st.st_size if stat.S_ISREG(st.st_mode) else None
-                    reporter.log(f"archive {name}: reading {source}")
-                    try:
-                        _ingest(src, pipeline, buffers, writer, stats, cdc, reporter, total, name)
-                    except BaseException:
-                        pipeline.cancel()
-                        raise
-                    finally:
-                        src.close()
-                    index = writer.close()
-                    stats.csum = index.csum
-                    stats.duration = time.monotonic() - t0
-                    if isinstance(src, TarStream):
-                        stats.files = src.files
-                        warnings += src.warnings
-                        catalog[name] = src.catalog
+                    _, index, stats, tar_catalog, tar_warnings = backup_archive(
+                        name, source, store.chunks, crypt, pool, buffers, reporter, backup_time,
+                        index_path=sdir / filename, one_file_system=one_file_system)
+                    if tar_catalog is not None:
+                        warnings += tar_warnings
+                        catalog[name] = tar_catalog
                     manifest.add_file(filename, index.size, index.csum,
                                       "encrypt" if crypt is not None else "none")
                     result.archives.append(stats)
-                    rate = stats.size / MiB / stats.duration if stats.duration else 0
-                    reporter.log(f"archive {name}: {stats.size / MiB:.1f} MiB in {stats.duration:.2f} s "
-                                 f"({rate:.1f} MiB/s), {stats.chunks} chunks: {stats.chunks_new} new, "
-                                 f"{stats.chunks_reused} reused; new data {stats.bytes_new / MiB:.1f} MiB "
-                                 f"stored as {stats.stored_new / MiB:.1f} MiB")
             reporter.check_abort()
             if catalog:
                 write_catalog(sdir / CATALOG_NAME, catalog, crypt)

@@ -4,6 +4,7 @@ SnapshotReader (source.py), so a local snapshot and one in a bucket restore
 the same way, every chunk digest verified."""
 from __future__ import annotations
 
+import fnmatch
 import os
 import secrets
 import shutil
@@ -107,9 +108,10 @@ def restore_archive(store: Datastore, ref: SnapshotRef, archive_name: str, targe
 
 def restore_snapshot_archive(snapshot: SnapshotReader, archive_name: str, target, crypt=None,
                              reporter: Reporter | None = None, *, readahead: int = 4,
-                             workers: int = 2) -> RestoreResult:
+                             workers: int = 2, pattern: str | None = None) -> RestoreResult:
     """Restore a .tar archive into the directory `target` (must not exist or be
-    empty) or an .img archive into the file or block device `target`.
+    empty) or an .img archive into the file or block device `target`. With a
+    glob `pattern`, only the .tar members it matches (and everything below them).
 
     Directory restores happen in a temporary sibling renamed into place at the
     end, so a failure leaves no half-restored tree behind.
@@ -121,8 +123,10 @@ def restore_snapshot_archive(snapshot: SnapshotReader, archive_name: str, target
     with snapshot.open_archive(archive_name, crypt, readahead, workers) as reader:
         reporter.log(f"restoring {snapshot.label}/{archive_name} ({reader.size / MiB:.1f} MiB) to {target}")
         if filename.endswith(".didx"):
-            files = _extract_tar(reader, target, reporter)
+            files = _extract_tar(reader, target, reporter, pattern)
         else:
+            if pattern:
+                raise DatastoreError("pattern: only .tar archives hold files to select")
             files = 1
             _write_image(reader, target, reporter)
     res = RestoreResult(reader.size, files, time.monotonic() - t0)
@@ -132,7 +136,15 @@ def restore_snapshot_archive(snapshot: SnapshotReader, archive_name: str, target
     return res
 
 
-def _extract_tar(reader: ArchiveReader, target: Path, reporter: Reporter) -> int:
+def member_matches(name: str, pattern: str | None) -> bool:
+    """True if the member or one of its parent directories matches the glob (no pattern: all)."""
+    if not pattern:
+        return True
+    parts = name.split("/")
+    return any(fnmatch.fnmatchcase("/".join(parts[:i]), pattern) for i in range(1, len(parts) + 1))
+
+
+def _extract_tar(reader: ArchiveReader, target: Path, reporter: Reporter, pattern: str | None = None) -> int:
     tmp = _prepare_target_dir(target)
     tmp.mkdir()
     count = 0
@@ -145,6 +157,8 @@ def _extract_tar(reader: ArchiveReader, target: Path, reporter: Reporter) -> int
                 nonlocal count
                 for m in tf:
                     reporter.check_abort()
+                    if not member_matches(m.name, pattern):
+                        continue
                     if (m.ischr() or m.isblk()) and os.geteuid() != 0:
                         reporter.warn(f"skipping device node {m.name}: only root can create it")
                         continue

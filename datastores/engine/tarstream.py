@@ -6,6 +6,7 @@ catalog entry for every member with the offset of its data in the stream.
 """
 from __future__ import annotations
 
+import fnmatch
 import os
 import stat
 import tarfile
@@ -28,8 +29,10 @@ def _pax_mtime(st) -> tuple[float, str | None]:
 class TarStream:
     """A readable stream of a PAX tar archive of `root` (paths relative, root is '.')."""
 
-    def __init__(self, root, reporter: Reporter | None = None, one_file_system: bool = True):
+    def __init__(self, root, reporter: Reporter | None = None, one_file_system: bool = True,
+                 exclude: list[str] | tuple = ()):
         self.root = os.fspath(root)
+        self.exclude = list(exclude)      # globs matched against relative paths and base names
         self.reporter = reporter or Reporter()
         self.one_file_system = one_file_system
         self.catalog: list[list] = []     # [path, type, size, mtime, mode, offset, link]
@@ -92,6 +95,8 @@ class TarStream:
             subdirs = []
             for e in entries:
                 crel = e.name if rel == "." else f"{rel}/{e.name}"
+                if self._excluded(crel):
+                    continue
                 try:
                     cst = e.stat(follow_symlinks=False)
                 except OSError as err:
@@ -128,6 +133,10 @@ class TarStream:
                     self._warn(f"skipping socket or unknown file type: {e.path}")
             # Push in reverse so the stack pops them in name order.
             stack.extend(reversed(subdirs))
+
+    def _excluded(self, rel: str) -> bool:
+        name = rel.rsplit("/", 1)[-1]
+        return any(fnmatch.fnmatchcase(rel, g) or fnmatch.fnmatchcase(name, g) for g in self.exclude)
 
     # -- readinto -----------------------------------------------------------------
 

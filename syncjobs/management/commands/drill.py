@@ -4,12 +4,23 @@ from django.core.exceptions import PermissionDenied
 from django.core.management.base import BaseCommand
 from django.utils import timezone
 
-from pbsweb.cli import (acting_user, add_auth_id, add_output_format, add_remote_store, check_remote_store,
-                        finish_task, permission_error, print_output, usage_error)
+from pbsweb.cli import (
+    acting_user,
+    add_auth_id,
+    add_output_format,
+    add_remote_store,
+    check_remote_store,
+    finish_task,
+    permission_error,
+    print_output,
+    usage_error,
+)
 from pbsweb.errors import UserError
 from pbsweb.worker import run
-from syncjobs.forms import DrillJobForm
-from syncjobs.models import DrillJob
+from remotes.models import Remote
+from syncjobs.drills import drill_status
+from syncjobs.forms import PREFIX_RE, DrillJobForm
+from syncjobs.models import DEFAULT_DRILL_SAMPLE, DrillJob, drill_worker_id
 from syncjobs.services import remove_drill, save_drill
 
 
@@ -61,9 +72,6 @@ class Command(BaseCommand):
         return n
 
     def do_run(self, opts):
-        from remotes.models import Remote
-        from syncjobs.forms import PREFIX_RE
-        from syncjobs.models import DEFAULT_DRILL_SAMPLE, drill_worker_id
         remote = Remote.objects.filter(remote_id=opts["remote"]).first()
         if remote is None:
             raise usage_error(f"remote: remote '{opts['remote']}' does not exist")
@@ -85,8 +93,6 @@ class Command(BaseCommand):
         finish_task(task)
 
     def do_list(self, opts):
-        from remotes.models import Remote
-        from syncjobs.drills import drill_status
         items = []
         for job in DrillJob.objects.select_related("remote"):
             items.append({"id": job.job_id, "remote": job.remote.remote_id, "remote-store": job.remote_store or "all",
