@@ -243,9 +243,6 @@ class SyncJobForm(forms.Form):
         job.force = d["force"]
         job.enabled = d["enabled"]
         job.comment = d["comment"]
-        if (job.budget_bytes, job.max_gets) != (d["budget"], d["max_gets"]):
-            job.cursor, job.budget_credit, job.runs_per_pass = "", 0, None   # a new budget starts a new pass
-        job.budget_bytes, job.max_gets = d["budget"], d["max_gets"]
         return job
 
 
