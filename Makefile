@@ -12,7 +12,7 @@ TEST_REQS := $(RUN_REQS) requirements-test.txt
 RUN_STAMP := $(VENV)/.installed-run-$(shell cat $(RUN_REQS) | sha1sum | cut -c1-12)
 TEST_STAMP := $(VENV)/.installed-test-$(shell cat $(TEST_REQS) | sha1sum | cut -c1-12)
 
-.PHONY: run test test-deps benchmark clean lock
+.PHONY: run test test-deps benchmark soak clean lock
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || { $(SUDO) apt-get update -qq && \
@@ -42,17 +42,32 @@ lock:
 run: $(RUN_STAMP)
 	$(BIN)/python manage.py migrate --noinput
 	$(BIN)/python manage.py firstrun
-	PYTHONUNBUFFERED=1 $(BIN)/honcho -f Procfile start
+	# exec: the supervisor's parent is make itself, so it dies with make (pbsweb/supervisor.py)
+	exec env PYTHONUNBUFFERED=1 $(BIN)/python -m pbsweb.supervisor Procfile
 
+# Everything the suite needs, so that nothing is skipped (with CI set a skip fails):
 # Debian's chromium drives the browser tests; redis-server is started by the
-# tests only if nothing answers on 127.0.0.1:6379.
+# tests only if nothing answers on 127.0.0.1:6379; PostgreSQL (scale-out test)
+# must answer on 127.0.0.1:5432 to user postgres without a password; mount and
+# setpriv (util-linux) make the tiny filesystems of the disk-full tests (as root).
+answers = timeout 2 bash -c 'echo > /dev/tcp/127.0.0.1/$(1)' 2>/dev/null
 test-deps:
 	@missing=""; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
-	command -v redis-server >/dev/null || (echo PING | timeout 2 bash -c 'cat > /dev/tcp/127.0.0.1/6379' 2>/dev/null) || missing="$$missing redis-server"; \
+	command -v redis-server >/dev/null || $(call answers,6379) || missing="$$missing redis-server"; \
+	$(call answers,5432) || command -v pg_ctlcluster >/dev/null || missing="$$missing postgresql"; \
+	command -v setpriv >/dev/null && command -v mount >/dev/null || missing="$$missing util-linux mount"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages:$$missing"; \
 		$(SUDO) apt-get update -qq && DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
+	@if ! $(call answers,5432); then \
+		version=$$(ls /etc/postgresql | sort -V | tail -1); \
+		hba=/etc/postgresql/$$version/main/pg_hba.conf; \
+		$(SUDO) grep -q '^host all postgres 127.0.0.1/32 trust' $$hba || \
+			$(SUDO) sed -i '1i host all postgres 127.0.0.1/32 trust' $$hba; \
+		echo "starting PostgreSQL $$version"; \
+		$(SUDO) pg_ctlcluster $$version main start; \
 	fi
 
 test: $(TEST_STAMP) test-deps
@@ -64,6 +79,10 @@ benchmark: $(TEST_STAMP)
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/sync.py
 	$(BIN)/python benchmarks/pages.py
+
+# The long crash/fault soak: 24 kill points per operation (CRASH_SEED=N repeats a run).
+soak: $(TEST_STAMP)
+	$(BIN)/python benchmarks/soak.py --points 24
 
 clean:
 	rm -rf var/test .pytest_cache

@@ -10,11 +10,11 @@
 import re
 from pathlib import Path
 
-from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.db import models
 
 from pbsweb.models import ScheduledJob, Task
+from pbsweb.paths import data_file
 from pbsweb.worker import run
 
 NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{2,31}$")
@@ -72,7 +72,7 @@ class Datastore(ScheduledJob):
 
     @property
     def key_path(self) -> Path:
-        return Path(settings.DATA_DIR) / "keys" / f"{self.name}.json"
+        return data_file("keys", "name", self.name, ".json")
 
     def has_key(self) -> bool:
         return bool(self.key_fingerprint) and self.key_path.exists()

@@ -74,6 +74,7 @@ def _caller(request) -> Caller:
         user = authenticate_token(request)
         if user is None:
             raise SessionError(401, "authentication failed: invalid API token")
+        user.api_token = request._api_token  # its rights: the token's own ACL ∩ its user's (PBS)
         return Caller(user, request._api_token.tokenid)
     if header.startswith("Basic "):
         return Caller(*_password_user(request, header))

@@ -11,6 +11,7 @@ from datastores.engine.datastore import Datastore as EngineStore
 from datastores.engine.errors import DatastoreError
 from datastores.models import NAME_RE, Datastore
 from pbsweb.errors import Conflict, UserError
+from pbsweb.paths import overlaps_data_dir
 from pbsweb.secretbox import encrypt_secret, ensure_key
 from pbsweb.worker import run
 
@@ -41,6 +42,9 @@ def check_path(path: str) -> Path:
         raise FieldError("path", f"{path!r} must be an absolute path")
     p = Path(os.path.normpath(path))
     real = Path(os.path.realpath(p))
+    problem = overlaps_data_dir(p)
+    if problem:
+        raise FieldError("path", problem)
     for other in Datastore.objects.all():
         o = Path(os.path.realpath(other.path))
         if real == o:

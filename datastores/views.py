@@ -4,7 +4,7 @@ import tempfile
 from urllib.parse import urlencode
 
 from django.contrib import messages
-from django.http import FileResponse, Http404, HttpResponse, HttpResponseBadRequest, StreamingHttpResponse
+from django.http import FileResponse, Http404, HttpResponse, StreamingHttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.views.decorators.http import require_POST, require_safe
 
@@ -20,6 +20,7 @@ from datastores.services import (FieldError, check_no_key, create_datastore_key,
 from datastores.services import start_store_task as start_task
 from pbsweb.access import has_privilege, require
 from pbsweb.errors import UserError
+from pbsweb.security import plain_error
 
 
 def _path(kw):
@@ -193,7 +194,7 @@ def snapshot_notes(request, store, snapshot):
     try:
         notes = eng.load_manifest(ref).notes
     except DatastoreError as e:
-        return HttpResponseBadRequest(str(e))
+        return plain_error(str(e))
     form = NotesForm(initial={"notes": notes})
     template = "datastores/notes_dialog.html"
     return render(request, template, {"store": cfg, "ref": ref, "ns": ns, "form": form,
@@ -289,23 +290,23 @@ def snapshot_download(request, store, snapshot):
     try:
         manifest = eng.load_manifest(ref)
     except DatastoreError as e:
-        return HttpResponseBadRequest(str(e))
+        return plain_error(str(e))
     if filename != "index.json.blob" and manifest.file(filename) is None:
-        return HttpResponseBadRequest(f"file: snapshot {ref} has no file {filename!r}")
+        return plain_error(f"file: snapshot {ref} has no file {filename!r}")
     if filename == "index.json.blob":
         import json
         data = json.dumps(manifest.to_json(), indent=2).encode()
         return _attachment(HttpResponse(data, content_type="application/json"), "index.json")
     crypt, err = _key_for(cfg, eng, ref)
     if err:
-        return HttpResponseBadRequest(err)
+        return plain_error(err)
     try:
         if filename.endswith(".blob"):
             data = eng.read_blob_file(ref, filename, crypt)
             return _attachment(HttpResponse(data, content_type="application/octet-stream"), filename[:-5])
         reader = open_archive_stream(eng, ref, filename[:-5], crypt)
     except DatastoreError as e:
-        return HttpResponseBadRequest(str(e))
+        return plain_error(str(e))
     response = StreamingHttpResponse(_stream(reader), content_type=(
         "application/x-tar" if filename.endswith(".tar.didx") else "application/octet-stream"))
     response["Content-Length"] = str(reader.size)
@@ -365,15 +366,15 @@ def snapshot_download_file(request, store, snapshot):
     archive = request.GET.get("archive", "")
     member = request.GET.get("path", "")
     if not archive.endswith(".tar") or not member:
-        return HttpResponseBadRequest("archive and path are required (a file of a .tar archive)")
+        return plain_error("archive and path are required (a file of a .tar archive)")
     try:
         crypt, err = _key_for(cfg, eng, ref)
         if err:
-            return HttpResponseBadRequest(err)
+            return plain_error(err)
         tmp = tempfile.TemporaryFile()
         restore_file(eng, ref, archive, member, tmp, crypt)
     except DatastoreError as e:
-        return HttpResponseBadRequest(str(e))
+        return plain_error(str(e))
     tmp.seek(0)
     return FileResponse(tmp, as_attachment=True, filename=os.path.basename(member.rstrip("/")))
 

@@ -9,8 +9,10 @@ from functools import wraps
 
 from django.conf import settings
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponseBadRequest, HttpResponseForbidden, JsonResponse
+from django.http import HttpResponse, JsonResponse
 from django.shortcuts import redirect
+
+from pbsweb.security import plain_error
 
 PRIVILEGES = [
     "Sys.Audit", "Sys.Modify", "Permissions.Modify",
@@ -50,11 +52,19 @@ def _ancestors(path: str) -> list[str]:
 
 
 def user_privileges(user, path: str = "/") -> set[str]:
+    """The user's privileges on `path`; for a request made with an API token (`user.api_token`,
+    set by LoginRequiredMiddleware) only those the token's own entries grant as well (PBS)."""
     if not user.is_authenticated or not user.is_active:
         return set()
-    if user.is_superuser:
-        return set(PRIVILEGES)
-    entries = list(user.acl.all())
+    privs = set(PRIVILEGES) if user.is_superuser else _acl_privileges(user.acl.all(), path)
+    token = getattr(user, "api_token", None)
+    if token is not None:
+        privs &= _acl_privileges(token.acl.all(), path)
+    return privs
+
+
+def _acl_privileges(entries, path: str) -> set[str]:
+    entries = list(entries)
     privs: set[str] = set()
     levels = _ancestors(path)
     for depth, level in enumerate(levels):
@@ -80,7 +90,7 @@ def require(priv: str, path="/"):
                 message = f"permission check failed: {priv} on {target}"
                 if request.path.startswith("/api2/"):
                     raise PermissionDenied(message)  # the API layer answers it (pbsweb/api.py)
-                return HttpResponseForbidden(message)
+                return plain_error(message, status=403)
             return view(request, *args, **kwargs)
         return wrapper
     return decorator
@@ -137,6 +147,7 @@ class LoginRequiredMiddleware:
             from pbsweb.apitokens import authenticate_token
             token_user = authenticate_token(request)
             if token_user is not None:
+                token_user.api_token = request._api_token  # its rights: token's ACL ∩ the user's
                 request.user = token_user
                 # Tokens are not cookies: no cross-site request can carry one.
                 request._dont_enforce_csrf_checks = True
@@ -149,13 +160,13 @@ class LoginRequiredMiddleware:
             message = "NUL bytes are not allowed"
             if request.path.startswith("/api2/"):
                 return JsonResponse({"errors": {field: message}}, status=400)
-            return HttpResponseBadRequest(f"{field}: {message}")
+            return plain_error(f"{field}: {message}")
         return self.get_response(request)
 
 
-def forbidden(reason) -> HttpResponseForbidden:
+def forbidden(reason) -> HttpResponse:
     """A page's 403 naming the missing privilege, as plain text (the reason may quote input)."""
-    return HttpResponseForbidden(str(reason), content_type="text/plain; charset=utf-8")
+    return plain_error(str(reason), status=403)
 
 
 class _Root:

@@ -3,9 +3,10 @@ import hashlib
 import hmac
 import secrets
 
+from django.db import transaction
 from django.utils import timezone
 
-from pbsweb.models import ApiToken
+from pbsweb.models import AclEntry, ApiToken
 
 HEADER_PREFIX = "PBSAPIToken="
 
@@ -14,10 +15,16 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def create_token(user, name: str, comment: str = "") -> tuple[ApiToken, str]:
-    """Returns the token and its secret, which is shown once and stored only hashed."""
+def create_token(user, name: str, comment: str = "", role: str | None = None, path: str = "/") -> tuple[ApiToken, str]:
+    """Returns the token and its secret, which is shown once and stored only hashed.
+
+    A token holds only what its own ACL entries grant (and its user holds too, as PBS's
+    privilege separation): `role` on `path` is its first entry; without one it holds nothing."""
     secret = secrets.token_urlsafe(24)
-    token = ApiToken.objects.create(user=user, name=name, secret_hash=_hash(secret), comment=comment)
+    with transaction.atomic():
+        token = ApiToken.objects.create(user=user, name=name, secret_hash=_hash(secret), comment=comment)
+        if role:
+            AclEntry.objects.create(token=token, path=path, role=role)
     return token, secret
 
 

@@ -84,19 +84,30 @@ class Task(models.Model):
 
 
 class AclEntry(models.Model):
-    """A role granted to a user on a path, as PBS's acl.cfg (`/`, `/datastore/x`, `/remote/y`)."""
+    """A role granted to a user or to an API token on a path, as PBS's acl.cfg (`/`, `/datastore/x`,
+    `/remote/y`). A token's entries limit it: it holds what they grant and its user holds too."""
 
     path = models.CharField(max_length=255, default="/")
-    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="acl")
+    user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE, related_name="acl",
+                             null=True, blank=True)
+    token = models.ForeignKey("ApiToken", on_delete=models.CASCADE, related_name="acl", null=True, blank=True)
     role = models.CharField(max_length=64)
     propagate = models.BooleanField(default=True)
 
     class Meta:
-        unique_together = [("path", "user", "role")]
-        ordering = ["path", "user__username"]
+        unique_together = [("path", "user", "role"), ("path", "token", "role")]
+        constraints = [models.CheckConstraint(
+            condition=models.Q(user__isnull=False, token__isnull=True) | models.Q(user__isnull=True, token__isnull=False),
+            name="acl_user_or_token")]
+        ordering = ["path", "user__username", "token__name"]
+
+    @property
+    def auth_id(self) -> str:
+        """`user@realm` or `user@realm!token`, as PBS's Permissions grid shows it."""
+        return self.token.tokenid if self.token_id else self.user.username
 
     def __str__(self) -> str:
-        return f"{self.path} {self.user.username} {self.role}"
+        return f"{self.path} {self.auth_id} {self.role}"
 
 
 class ScheduledJob(models.Model):

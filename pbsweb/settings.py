@@ -1,8 +1,10 @@
 """Settings for pbsweb (docs/DESIGN.md §7).
 
 Everything a deployment changes comes from the environment:
-PBSWEB_DATA_DIR, DATABASE_URL, CELERY_BROKER_URL, PBSWEB_NODE, PBSWEB_DEBUG.
+PBSWEB_DATA_DIR, DATABASE_URL, CELERY_BROKER_URL, PBSWEB_NODE, PBSWEB_DEBUG,
+PBSWEB_ALLOWED_HOSTS; `firstrun` keeps the host names it found in DATA_DIR/settings.json.
 """
+import json
 import os
 import socket
 from pathlib import Path
@@ -13,14 +15,34 @@ TASK_LOG_DIR = DATA_DIR / "tasks"
 NODE_NAME = os.environ.get("PBSWEB_NODE") or socket.gethostname().split(".")[0] or "localhost"
 
 DEBUG = os.environ.get("PBSWEB_DEBUG", "") == "1"
-ALLOWED_HOSTS = ["*"]
+
+# Loopback always answers; other names and addresses come from PBSWEB_ALLOWED_HOSTS (comma list)
+# or from the settings file `firstrun` writes with this host's names and addresses.
+LOOPBACK_HOSTS = ["localhost", "127.0.0.1", "[::1]"]
+SETTINGS_FILE = DATA_DIR / "settings.json"
+
+
+def _saved_settings() -> dict:
+    try:
+        return json.loads(SETTINGS_FILE.read_text())
+    except (FileNotFoundError, ValueError):
+        return {}
+
+
+def _allowed_hosts() -> list[str]:
+    from_env = os.environ.get("PBSWEB_ALLOWED_HOSTS")
+    hosts = from_env.split(",") if from_env is not None else _saved_settings().get("allowed_hosts", [])
+    return LOOPBACK_HOSTS + [h.strip() for h in hosts if h.strip() and h.strip() not in LOOPBACK_HOSTS]
+
+
+ALLOWED_HOSTS = _allowed_hosts()
 
 
 def _django_secret_key() -> str:
     """Kept in the data directory (mode 0600) so sessions survive restarts."""
     path = DATA_DIR / "django-secret.key"
     if not path.exists():
-        DATA_DIR.mkdir(parents=True, exist_ok=True)
+        DATA_DIR.mkdir(parents=True, exist_ok=True, mode=0o700)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
             f.write(os.urandom(32).hex())
@@ -44,6 +66,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "pbsweb.security.SecurityHeadersMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -103,6 +126,13 @@ SESSION_COOKIE_SECURE = os.environ.get("PBSWEB_TLS", "1") == "1" and not os.envi
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 CSRF_FAILURE_VIEW = "pbsweb.api.csrf_failure"  # the API answers JSON
 SECURE_PROXY_SSL_HEADER = None
+# Browsers keep to HTTPS for this host once they saw it over HTTPS (sent only on HTTPS answers).
+SECURE_HSTS_SECONDS = int(os.environ.get("PBSWEB_HSTS_SECONDS", "31536000"))
+X_FRAME_OPTIONS = "DENY"
+SECURE_CONTENT_TYPE_NOSNIFF = True
+# Scripts and styles only from /static/ (no inline script, no style attribute, no eval).
+CONTENT_SECURITY_POLICY = ("default-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
+                           "frame-ancestors 'none'")
 
 LANGUAGE_CODE = "en-us"
 TIME_ZONE = os.environ.get("TZ", "UTC") if "/" in os.environ.get("TZ", "") else "UTC"
@@ -165,8 +195,9 @@ CACHES = {
     "default": {"BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
                 "LOCATION": str(DATA_DIR / "cache")},
 }
-LOGIN_FAILURE_LIMIT = 5       # failed logins per user name or client address ...
-LOGIN_FAILURE_WINDOW = 300    # ... within this many seconds lock further attempts out
+LOGIN_FAILURE_LIMIT = 5       # failed logins from one client address within ...
+LOGIN_FAILURE_WINDOW = 300    # ... this many seconds lock that address out; as many for one user
+LOGIN_FAILURE_MAX_DELAY = 8   # (from any address) slow each further login for it, up to this many seconds
 
 # Mail for notifications (pbsweb.notify): SMTP when EMAIL_HOST is set, else the console backend.
 EMAIL_HOST = os.environ.get("EMAIL_HOST", "")

@@ -1,3 +1,5 @@
+import time
+
 from django.conf import settings
 from django.contrib.auth import get_user_model, login, logout
 from django.core.cache import cache
@@ -11,30 +13,43 @@ from pbsweb import dashboard as board
 from pbsweb import tasklog
 from pbsweb.access import require
 from pbsweb.apitokens import create_token
-from pbsweb.forms import AclForm, LoginForm, TokenForm, UserForm
+from pbsweb.forms import AclForm, LoginForm, TokenForm, UserForm, qualified_username
 from pbsweb.models import AclEntry, ApiToken, NotificationTarget, Task
 from pbsweb.notify import NotificationForm, send_test
+from pbsweb.security import plain_error
 from pbsweb.worker import request_stop
 
 TASKS_PER_PAGE = 50
 
 
-def _throttle_keys(request) -> list[str]:
-    username = request.POST.get("username", "").split("@")[0].lower()[:100]
-    return [f"login-fail:user:{username}", f"login-fail:addr:{request.META.get('REMOTE_ADDR', '')}"]
+def _login_failures(request) -> tuple[str, str]:
+    """Cache keys counting failed logins: per client address, and per user ID as the form
+    reads it (stripped, realm-qualified, lower-case: " Victim1" is victim1@pbs)."""
+    user = qualified_username(request.POST.get("username", ""), request.POST.get("realm") or "pbs")
+    return (f"login-fail:addr:{request.META.get('REMOTE_ADDR', '')}",
+            f"login-fail:user:{user.lower()[:200]}")
+
+
+def login_delay(user_failures: int) -> float:
+    """Seconds a login for a user under attack waits: 0 below the limit, then doubling from
+    half a second up to LOGIN_FAILURE_MAX_DELAY. It slows guessing from many addresses
+    without locking the real user out."""
+    over = user_failures - settings.LOGIN_FAILURE_LIMIT
+    return 0.0 if over < 0 else min(settings.LOGIN_FAILURE_MAX_DELAY, 0.5 * 2 ** over)
 
 
 def login_view(request):
     form = LoginForm(request, data=request.POST or None)
     if request.method == "POST":
-        keys = _throttle_keys(request)
-        if any(cache.get(k, 0) >= settings.LOGIN_FAILURE_LIMIT for k in keys):
+        addr_key, user_key = _login_failures(request)
+        if cache.get(addr_key, 0) >= settings.LOGIN_FAILURE_LIMIT:
             form = LoginForm(request)
             minutes = settings.LOGIN_FAILURE_WINDOW // 60
             return render(request, "login.html", {"form": form, "throttled": (
                 f"Too many failed logins. Try again in {minutes} minutes.")}, status=429)
+        time.sleep(login_delay(cache.get(user_key, 0)))
         if not form.is_valid():
-            for key in keys:
+            for key in (addr_key, user_key):
                 cache.add(key, 0, settings.LOGIN_FAILURE_WINDOW)
                 cache.incr(key)
             return render(request, "login.html", {"form": form}, status=400)
@@ -171,19 +186,19 @@ def user_add(request):
 def user_remove(request, username):
     user = get_object_or_404(get_user_model(), username=username)
     if user == request.user:
-        return HttpResponse("You cannot remove your own user", status=400)
+        return plain_error("You cannot remove your own user")
     user.delete()
     return redirect("access-control")
 
 
 def _permissions_page(request, form, status=200, **extra):
     return render(request, "access/permissions.html", {
-        "entries": AclEntry.objects.select_related("user"), "form": form, **extra}, status=status)
+        "entries": AclEntry.objects.select_related("user", "token__user"), "form": form, **extra}, status=status)
 
 
 def _tokens_page(request, form, status=200, **extra):
     return render(request, "access/tokens.html", {
-        "tokens": ApiToken.objects.select_related("user"), "form": form, **extra}, status=status)
+        "tokens": ApiToken.objects.select_related("user").prefetch_related("acl"), "form": form, **extra}, status=status)
 
 
 @require_safe
@@ -198,7 +213,7 @@ def permission_add(request):
     form = AclForm(request.POST)
     if not form.is_valid():
         return _permissions_page(request, form, status=400, show_dialog=True)
-    AclEntry.objects.update_or_create(path=form.cleaned_data["path"], user=form.cleaned_data["user"],
+    AclEntry.objects.update_or_create(path=form.cleaned_data["path"], **form.cleaned_data["user"],
                                       role=form.cleaned_data["role"],
                                       defaults={"propagate": form.cleaned_data["propagate"]})
     return redirect("permissions")
@@ -223,7 +238,8 @@ def api_token_add(request):
     form = TokenForm(request.POST)
     if not form.is_valid():
         return _tokens_page(request, form, status=400, show_dialog=True)
-    token, secret = create_token(form.cleaned_data["user"], form.cleaned_data["name"], form.cleaned_data["comment"])
+    data = form.cleaned_data
+    token, secret = create_token(data["user"], data["name"], data["comment"], data["role"], data["path"] or "/")
     # The secret is shown this once, as PBS does; only its hash is stored.
     return _tokens_page(request, TokenForm(), new_token=token, new_secret=secret)
 

@@ -236,6 +236,7 @@ def execute(task: Task, echo=None, private: dict | None = None) -> None:
     except TaskAborted as exc:
         status = str(exc) or "task aborted"
     except Exception as exc:  # every failure ends the task with its message, never a traceback
+        result = getattr(exc, "result", None)
         status, expected = user_message(exc)
         if not expected:
             log.exception("task %s failed", task.upid)
@@ -263,7 +264,12 @@ def _notify(task: Task) -> None:
 
 
 class TaskError(Exception):
-    """A failure whose message tells the user what went wrong; no traceback is logged."""
+    """A failure whose message tells the user what went wrong; no traceback is logged.
+    `result`: the figures of the work done before it failed (stored as the task's result)."""
+
+    def __init__(self, message: str, result: dict | None = None):
+        super().__init__(message)
+        self.result = result
 
 
 def user_message(exc: Exception) -> tuple[str, bool]:

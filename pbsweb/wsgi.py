@@ -4,3 +4,8 @@ from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pbsweb.settings")
 application = get_wsgi_application()
+
+# After settings are loaded: the data directory 0700, database and keys 0600 at every start.
+from pbsweb.paths import secure_data_dir  # noqa: E402
+
+secure_data_dir()

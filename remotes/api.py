@@ -16,7 +16,7 @@ from remotes.tasks import run_connection_test
 
 BOOL_FIELDS = ("path_style", "skip_if_none_match", "delete_via_delete_object", "no_checksum_headers")
 TEXT_FIELDS = ("remote_id", "provider", "endpoint", "bucket", "region", "access_key", "secret_key", "ca_bundle",
-               "tls_fingerprint", "comment")
+               "tls_fingerprint", "comment", "object_lock_mode")
 ALIASES = {"fingerprint": "tls_fingerprint", "name": "remote_id", "id": "remote_id"}
 
 
@@ -30,7 +30,7 @@ def _values(params: dict) -> dict:
                 raise UserError("type", "only 's3' remotes exist")
         elif name in BOOL_FIELDS:
             values[name] = parse_bool(value, key)
-        elif name == "min_storage_days":
+        elif name in ("min_storage_days", "object_lock_days"):
             values[name] = parse_uint(value, key)
         elif name in TEXT_FIELDS:
             text = parse_text(value, key)

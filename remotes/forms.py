@@ -64,6 +64,11 @@ def check_values(data: dict, instance: Remote | None = None) -> dict:
         errors["min_storage_days"] = "must not be negative"
     elif "min_storage_days" in data and data["min_storage_days"] is not None and data["min_storage_days"] > 3650:
         errors["min_storage_days"] = "must be at most 3650 days"  # as the dialog; larger does not fit the column
+    if "object_lock_days" in data or "object_lock_mode" in data:
+        days = data.get("object_lock_days", instance.object_lock_days if instance else 0)
+        mode = data.get("object_lock_mode", instance.object_lock_mode if instance else "governance")
+        for err in cfg_rules.validate_object_lock(days, mode):
+            errors[err.field] = err.message
     return errors
 
 
@@ -99,6 +104,12 @@ class RemoteForm(forms.Form):
     delete_via_delete_object = forms.BooleanField(label="Delete via DeleteObject (no DeleteObjects)", required=False)
     no_checksum_headers = forms.BooleanField(label="No checksum headers", required=False, initial=True)
     min_storage_days = forms.IntegerField(label="Min. storage days", required=False, min_value=0, max_value=3650)
+    object_lock_days = forms.IntegerField(
+        label="Object Lock days", required=False, min_value=0, max_value=cfg_rules.MAX_OBJECT_LOCK_DAYS,
+        help_text="Lock every pushed object this many days (0: off). The bucket needs Object Lock; "
+                  "Test Connection with 'Probe provider features' checks it.")
+    object_lock_mode = forms.ChoiceField(label="Object Lock mode", initial="governance", required=False,
+                                         choices=[(m, m.capitalize()) for m in cfg_rules.OBJECT_LOCK_MODES])
     comment = forms.CharField(label="Comment", max_length=255, required=False)
     request_rate = forms.IntegerField(label="Requests per second", required=False, min_value=1, max_value=100_000,
                                       help_text="Every method (PUT, GET, HEAD, LIST, DELETE), shared by every job "
@@ -115,7 +126,8 @@ class RemoteForm(forms.Form):
 
     MAIN = ("remote_id", "provider", "endpoint", "bucket", "region", "access_key", "secret_key", "path_style",
             "ca_bundle", "tls_fingerprint", "comment")
-    ADVANCED = ("skip_if_none_match", "delete_via_delete_object", "no_checksum_headers", "min_storage_days")
+    ADVANCED = ("skip_if_none_match", "delete_via_delete_object", "no_checksum_headers", "min_storage_days",
+                "object_lock_days", "object_lock_mode")
     LIMITS = LIMIT_FIELDS
 
     def __init__(self, *args, instance: Remote | None = None, **kwargs):
@@ -151,6 +163,10 @@ class RemoteForm(forms.Form):
         if data.get("min_storage_days") is None:
             data["min_storage_days"] = (self.instance.min_storage_days if self.instance is not None
                                         else provider_defaults(data["provider"])["min_storage_days"])
+        if data.get("object_lock_days") is None:
+            data["object_lock_days"] = self.instance.object_lock_days if self.instance is not None else 0
+        if not data.get("object_lock_mode"):
+            data["object_lock_mode"] = self.instance.object_lock_mode if self.instance is not None else "governance"
         data["on_cap"] = data.get("on_cap") or "stop"
         for name, message in check_values(data, self.instance).items():
             self.add_error(name, message)
@@ -193,6 +209,9 @@ class ConnectionTestForm(RemoteForm):
             data["region"] = providers.region_from_endpoint(data["endpoint"]) or ""
         if data.get("min_storage_days") is None:
             data["min_storage_days"] = 0
+        if data.get("object_lock_days") is None:
+            data["object_lock_days"] = 0
+        data["object_lock_mode"] = data.get("object_lock_mode") or "governance"
         if data.get("ca_bundle"):
             message = validate_ca_bundle(data["ca_bundle"])
             if message:

@@ -8,22 +8,18 @@ import datetime
 import os
 from pathlib import Path
 
-from django.conf import settings
 from django.db import models, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from pbsweb.paths import data_file
 from pbsweb.secretbox import decrypt_secret, encrypt_secret
 from remotes.engine import providers
-from remotes.engine.config import PROVIDERS, RemoteConfig
+from remotes.engine.config import OBJECT_LOCK_MODES, PROVIDERS, RemoteConfig
 
 PROVIDER_CHOICES = [(key, providers.get_preset(key).label) for key in PROVIDERS]
 USAGE_KINDS = ("get", "put", "head", "delete", "list")
 ON_CAP_CHOICES = [("stop", "Stop the run"), ("pause", "Pause until the window resets")]
-
-
-def ca_bundle_dir() -> Path:
-    return Path(settings.DATA_DIR) / "remotes"
 
 
 class Remote(models.Model):
@@ -41,6 +37,13 @@ class Remote(models.Model):
     ca_bundle = models.TextField(blank=True)          # PEM, for a self-signed MinIO
     tls_fingerprint = models.CharField(max_length=95, blank=True)
     min_storage_days = models.PositiveIntegerField(default=0)
+    # Object Lock (docs/DESIGN.md §3): every pushed object is locked this many days (0: off).
+    object_lock_days = models.PositiveIntegerField(default=0)
+    object_lock_mode = models.CharField(max_length=12, default="governance",
+                                        choices=[(m, m.capitalize()) for m in OBJECT_LOCK_MODES])
+    # The last push's lock extensions (one PutObjectRetention request each); the sync app writes them.
+    locks_extended = models.PositiveIntegerField(default=0)
+    locks_extended_time = models.DateTimeField(null=True, blank=True)
     comment = models.CharField(max_length=255, blank=True)
     # The last Test Connection of the saved remote.
     last_test_ok = models.BooleanField(null=True, blank=True)
@@ -92,7 +95,7 @@ class Remote(models.Model):
         return self.config(secret_key="", write_ca=False).resolved_endpoint()
 
     def ca_bundle_path(self) -> Path:
-        return ca_bundle_dir() / f"{self.remote_id or 'new'}-ca.pem"
+        return data_file("remotes", "remote_id", self.remote_id or "new", "-ca.pem")
 
     def write_ca_bundle(self) -> str | None:
         """The CA PEM as a file for botocore (rewritten only when it changed)."""
@@ -120,6 +123,7 @@ class Remote(models.Model):
             ca_bundle=self.write_ca_bundle() if write_ca else None,
             tls_fingerprint=self.tls_fingerprint or None,
             min_storage_days=self.min_storage_days,
+            object_lock_days=self.object_lock_days, object_lock_mode=self.object_lock_mode,
             request_rate=self.request_rate,
         )
         values.update(overrides)

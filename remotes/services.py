@@ -13,7 +13,7 @@ from remotes.models import Remote
 
 WRITABLE = ("provider", "endpoint", "bucket", "region", "access_key", "secret_key", "ca_bundle", "tls_fingerprint",
             "comment", "path_style", "skip_if_none_match", "delete_via_delete_object", "no_checksum_headers",
-            "min_storage_days") + LIMIT_FIELDS
+            "min_storage_days", "object_lock_days", "object_lock_mode") + LIMIT_FIELDS
 
 
 def save_remote(values: dict, remote: Remote | None = None) -> Remote:

@@ -1,4 +1,7 @@
 """Task functions of the remotes app (worker type `remotetest`)."""
+import tempfile
+from pathlib import Path
+
 from django.conf import settings
 
 from pbsweb.worker import TaskError, run, task_function
@@ -30,17 +33,24 @@ def test_connection(reporter, remote: str = "", config: dict | None = None, writ
     from remotes.models import Remote
     timeout = timeout or test_timeout()
     saved = None
-    if config is not None:
-        values = dict(config)
-        values["secret_key"] = secret_key or ""
-        if ca_bundle:
-            # a file of its own, so a dialog test never touches a saved remote's CA file
-            tmp = Remote(remote_id=f"{values.get('id') or 'new'}.dialog", ca_bundle=ca_bundle)
-            values["ca_bundle"] = tmp.write_ca_bundle()
-        cfg = RemoteConfig(**values)
-    else:
-        saved = Remote.objects.get(remote_id=remote)
-        cfg = saved.config()
+    with tempfile.TemporaryDirectory(prefix="pbsweb-test-") as scratch:
+        if config is not None:
+            values = dict(config)
+            values["secret_key"] = secret_key or ""
+            if ca_bundle:
+                # The dialog's CA lives in a private temporary directory, removed after the test:
+                # nothing of the request (the ID it typed) becomes a path.
+                path = Path(scratch) / "dialog-ca.pem"
+                path.write_text(ca_bundle.strip() + "\n")
+                values["ca_bundle"] = str(path)
+            cfg = RemoteConfig(**values)
+        else:
+            saved = Remote.objects.get(remote_id=remote)
+            cfg = saved.config()
+        _run_test(reporter, cfg, saved, write_probe, probe_features, record, timeout, result_holder)
+
+
+def _run_test(reporter, cfg, saved, write_probe, probe_features, record, timeout, result_holder):
     reporter.log(f"testing remote '{cfg.id or '(new)'}': endpoint {cfg.resolved_endpoint()}, bucket '{cfg.bucket}', "
                  f"region '{cfg.region}', access key '{cfg.access_key}'")
     options = [name for name, on in (("write test", write_probe), ("feature probes", probe_features)) if on]

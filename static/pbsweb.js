@@ -15,6 +15,7 @@
       document.documentElement.dataset.theme = next;
       document.cookie = "theme=" + next + ";path=/;max-age=31536000;SameSite=Lax";
     }
+    if (e.target.closest("[data-print]")) window.print();
     const th = e.target.closest("th[data-sort]");
     if (th) sortGrid(th);
     // Destructive actions name what will be lost before they run.
@@ -36,6 +37,10 @@
     });
     rows.forEach(r => body.appendChild(r));
   }
+  // <select data-autosubmit>: choosing an option submits its form (the task list filters)
+  document.addEventListener("change", function (e) {
+    if (e.target.matches && e.target.matches("select[data-autosubmit]")) e.target.form.submit();
+  });
   // Grid filter boxes: <input data-grid-filter="#table-id">
   document.addEventListener("input", function (e) {
     const sel = e.target.dataset && e.target.dataset.gridFilter;

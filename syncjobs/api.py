@@ -15,7 +15,7 @@ from django.http import QueryDict
 from django.urls import path
 
 from pbsweb.access import has_privilege, require
-from pbsweb.api import endpoint, ok, parse_bool
+from pbsweb.api import endpoint, ok, parse_bool, parse_text
 from pbsweb.errors import NotFound, UserError
 from syncjobs.forms import SyncJobForm, TrafficControlForm, form_data_from_api, job_edit_data, rate_text
 from syncjobs.models import JOB_PRIV, SyncJob, TrafficControlRule
@@ -73,10 +73,10 @@ def job_update(request, id):
     params = dict(request.params)
     if "id" in params and params.pop("id") != job.job_id:
         raise UserError("id", "a sync job's ID cannot be changed")
-    deletes = params.pop("delete", None) or []
-    if isinstance(deletes, str):
-        deletes = [d for d in deletes.replace(",", " ").split() if d]
-    data = _form_data({name: "" for name in deletes}, job_edit_data(job))
+    deletes = params.pop("delete", None) or []  # options reset to their defaults, as PBS's `delete`
+    if not isinstance(deletes, list):
+        deletes = parse_text(deletes, "delete").replace(",", " ").split()
+    data = _form_data({str(name): "" for name in deletes}, job_edit_data(job))
     save_sync_job(request.user, SyncJobForm(_form_data(params, data), instance=job))
     return ok()
 

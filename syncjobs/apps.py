@@ -14,8 +14,9 @@ class SyncJobsConfig(AppConfig):
         registry.task_type("syncjob", "Sync Job {id}")
         registry.task_type("drill", "Restore drill {id}")
         registry.task_type("s3-refresh", "Refresh inventory {id}")
+        registry.task_type("s3-recover", "Recover bucket {id}")
         registry.user_error(SyncError)
         dashboard.register()
-        # `remote content` / `remote restore`: subcommands of the remotes app's `remote` command,
+        # `remote content` / `remote restore` / `remote recover`: subcommands of the remotes app's `remote` command,
         # added from here so the remotes app knows nothing of sync jobs.
         install_remote_hook()

@@ -15,6 +15,7 @@ from datastores.models import Datastore
 from pbsweb.calendarevent import ScheduleError, parse_schedule
 from remotes.models import Remote
 from syncjobs.engine.ratelimit import TimeFrame, parse_rate
+from syncjobs.engine.recover import parse_as_of
 from syncjobs.engine.scope import normalize_ns, parse_group_filter
 from syncjobs.models import (
     DEFAULT_DRILL_SAMPLE,
@@ -22,6 +23,7 @@ from syncjobs.models import (
     DIRECTIONS,
     DRILL_ID_RE,
     JOB_ID_RE,
+    KEEP_FIELDS,
     RULE_NAME_RE,
     DrillJob,
     SyncJob,
@@ -98,11 +100,21 @@ class SyncJobForm(forms.Form):
                       help_text="Sync even if the prefix belongs to another datastore")
     enabled = BoolField(label="Enabled", required=False, initial=True)
     comment = forms.CharField(label="Comment", required=False, max_length=255)
+    # own remote retention (push): the bucket keeps these instead of mirroring local retention
+    keep_last = forms.IntegerField(label="Remote Keep Last", required=False, min_value=1, max_value=100_000,
+                                   help_text="Own retention for the bucket (PBS prune), instead of Remove "
+                                             "Vanished; empty = mirror local retention")
+    keep_hourly = forms.IntegerField(label="Remote Keep Hourly", required=False, min_value=1, max_value=100_000)
+    keep_daily = forms.IntegerField(label="Remote Keep Daily", required=False, min_value=1, max_value=100_000)
+    keep_weekly = forms.IntegerField(label="Remote Keep Weekly", required=False, min_value=1, max_value=100_000)
+    keep_monthly = forms.IntegerField(label="Remote Keep Monthly", required=False, min_value=1, max_value=100_000)
+    keep_yearly = forms.IntegerField(label="Remote Keep Yearly", required=False, min_value=1, max_value=100_000)
 
     # CLI / API names of the fields (for one-line errors)
     CLI_NAMES = {"id": "id", "remote_store": "remote-store", "max_depth": "max-depth",
                  "remove_vanished": "remove-vanished", "group_filter": "group-filter",
-                 "transfer_last": "transfer-last", "rate_out": "rate-out", "burst_out": "burst-out"}
+                 "transfer_last": "transfer-last", "rate_out": "rate-out", "burst_out": "burst-out",
+                 **{name: name.replace("_", "-") for name in KEEP_FIELDS}}
 
     def __init__(self, *args, instance: SyncJob | None = None, **kwargs):
         self.instance = instance
@@ -129,7 +141,7 @@ class SyncJobForm(forms.Form):
 
     LAYOUT = (("id", "direction", "store", "ns", "max_depth", "schedule", "rate_out", "burst_out", "comment"),
               ("remote", "remote_store", "remove_vanished", "transfer_last", "workers", "force", "enabled"),
-              ("group_filter",))
+              ("group_filter",) + KEEP_FIELDS)
 
     def columns(self):
         return [[self[name] for name in names] for names in self.LAYOUT]
@@ -212,6 +224,13 @@ class SyncJobForm(forms.Form):
         store = data.get("store")
         if not self.errors.get("remote_store") and store is not None and not data.get("remote_store"):
             data["remote_store"] = store.name
+        keeps = [name for name in KEEP_FIELDS if data.get(name)]
+        if keeps and data.get("direction") == "pull":
+            self.add_error(keeps[0], "own remote retention is for push jobs (a pull mirrors the bucket)")
+        elif keeps and data.get("remove_vanished"):
+            self.add_error("remove_vanished", f"the job keeps its own retention in the bucket "
+                                              f"({keeps[0].replace('_', '-')}): turn off remove-vanished or "
+                                              "clear the keep options")
         return data
 
     # -- errors --------------------------------------------------------------------
@@ -243,6 +262,8 @@ class SyncJobForm(forms.Form):
         job.force = d["force"]
         job.enabled = d["enabled"]
         job.comment = d["comment"]
+        for name in KEEP_FIELDS:
+            setattr(job, name, d[name])
         return job
 
 
@@ -256,6 +277,7 @@ def job_to_data(job: SyncJob) -> dict:
         "transfer_last": job.transfer_last or "", "rate_out": rate_text(job.rate_out),
         "burst_out": rate_text(job.burst_out), "workers": job.workers, "force": job.force,
         "enabled": job.enabled, "comment": job.comment,
+        **{name: "" if getattr(job, name) is None else getattr(job, name) for name in KEEP_FIELDS},
     }
 
 
@@ -270,7 +292,8 @@ API_FIELDS = {"id": "id", "store": "store", "remote": "remote", "remote-store": 
               "remove-vanished": "remove_vanished", "transfer-last": "transfer_last", "rate-out": "rate_out",
               "burst-out": "burst_out", "worker-threads": "workers", "workers": "workers",
               "sync-direction": "direction", "direction": "direction", "force": "force",
-              "enabled": "enabled", "comment": "comment"}
+              "enabled": "enabled", "comment": "comment",
+              **{name.replace("_", "-"): name for name in KEEP_FIELDS}}
 
 
 def json_text(value) -> str:
@@ -567,3 +590,26 @@ class RemoteRestoreForm(forms.Form):
         self.crypt = crypt
         data["keyfile_text"] = text
         return data
+
+
+class RecoverForm(forms.Form):
+    """Recover bucket as of <time> (the remote's page): the `remote recover` command's fields."""
+
+    remote_store = forms.CharField(label="Remote Store", max_length=255,
+                            help_text="The store prefix in the bucket (as on the Content tab)")
+    as_of = forms.CharField(label="As of (UTC)", max_length=64,
+                            widget=forms.TextInput(attrs={"placeholder": "2026-11-30T18:00:00Z"}),
+                            help_text="A time before the damage: every object is brought back to the version "
+                                      "it had then; objects written later are hidden, not destroyed")
+
+    def clean_remote_store(self):
+        value = self.cleaned_data["remote_store"].strip().strip("/")
+        if not value:
+            raise forms.ValidationError("required, the store prefix in the bucket")
+        return value
+
+    def clean_as_of(self):
+        try:
+            return parse_as_of(self.cleaned_data["as_of"]).isoformat()
+        except ValueError as e:
+            raise forms.ValidationError(str(e)) from None

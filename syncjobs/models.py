@@ -10,6 +10,7 @@ import re
 
 from django.db import models
 
+from datastores.engine.prune import KeepOptions
 from pbsweb.models import ScheduledJob, Task
 from pbsweb.worker import run
 
@@ -17,6 +18,7 @@ JOB_ID_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{2,31}$")
 RULE_NAME_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_-]{2,31}$")
 DIRECTIONS = [("push", "Push"), ("pull", "Pull")]
 DEFAULT_WORKERS = 8
+KEEP_FIELDS = ("keep_last", "keep_hourly", "keep_daily", "keep_weekly", "keep_monthly", "keep_yearly")
 
 
 class SyncJob(ScheduledJob):
@@ -34,6 +36,13 @@ class SyncJob(ScheduledJob):
     workers = models.PositiveSmallIntegerField("Parallel uploads", default=DEFAULT_WORKERS)
     direction = models.CharField("Direction", max_length=4, choices=DIRECTIONS, default="push")
     force = models.BooleanField("Take over prefix", default=False)
+    # Own remote retention (push; instead of remove-vanished): PBS prune options for the bucket.
+    keep_last = models.PositiveIntegerField("Keep Last", null=True, blank=True)
+    keep_hourly = models.PositiveIntegerField("Keep Hourly", null=True, blank=True)
+    keep_daily = models.PositiveIntegerField("Keep Daily", null=True, blank=True)
+    keep_weekly = models.PositiveIntegerField("Keep Weekly", null=True, blank=True)
+    keep_monthly = models.PositiveIntegerField("Keep Monthly", null=True, blank=True)
+    keep_yearly = models.PositiveIntegerField("Keep Yearly", null=True, blank=True)
     # stats of the last finished run
     last_bytes = models.BigIntegerField(default=0)
     last_objects = models.IntegerField(default=0)
@@ -49,6 +58,12 @@ class SyncJob(ScheduledJob):
 
     def __str__(self) -> str:
         return self.job_id
+
+    @property
+    def remote_keep(self) -> KeepOptions | None:
+        """The bucket's own retention, or None (mirror local retention with remove-vanished)."""
+        keep = KeepOptions(**{name: getattr(self, name) for name in KEEP_FIELDS})
+        return keep if keep.any() else None
 
     @property
     def worker_id(self) -> str:

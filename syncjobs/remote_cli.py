@@ -20,6 +20,7 @@ from remotes.management.commands import remote as remote_cmd
 from remotes.models import Remote, record_usage
 from syncjobs.engine.bucket import SyncError
 from syncjobs.engine.common import fmt_bytes
+from syncjobs.engine.recover import parse_as_of
 from syncjobs.engine.scope import normalize_ns, ns_rel, parse_snapshot_dir
 from syncjobs.remote_content import fetch_snapshot, list_snapshots, make_bucket, store_prefixes
 
@@ -175,6 +176,30 @@ def do_restore(stdout, opts) -> None:
     finish_task(task)
 
 
+def add_recover_arguments(parser) -> None:
+    parser.add_argument("id", help="remote ID")
+    parser.add_argument("--as-of", required=True, metavar="TIME",
+                        help="the time to go back to, e.g. 2026-11-30T18:00:00Z")
+    add_remote_store(parser, "store prefix in the bucket (see `remote content ID`)", metavar="PREFIX")
+
+
+def do_recover(stdout, opts) -> None:
+    """`remote recover ID --as-of TIME --remote-store P`: a task, its log streamed."""
+    check_remote_store(opts)
+    obj = _remote(opts["id"])
+    prefix = (opts["remote_store"] or "").strip().strip("/")
+    if not prefix:
+        raise usage_error("--remote-store: required, the store prefix in the bucket (see `remote content ID`)")
+    try:
+        when = parse_as_of(opts["as_of"])
+    except ValueError as e:
+        raise usage_error(f"--as-of: {e}") from None
+    task = run("syncjobs.tasks.recover_remote", "s3-recover", f"{obj.remote_id}:{prefix}", "root@pam",
+               {"remote": obj.remote_id, "remote_store": prefix, "as_of": when.isoformat()},
+               inline=True, echo=stdout)
+    finish_task(task)
+
+
 def install_remote_hook() -> bool:
     """Add `content` and `restore` to the remotes app's `remote` command (without editing it).
     Returns False (the standalone remote-content/remote-restore remain) if its shape changed."""
@@ -194,11 +219,16 @@ def install_remote_hook() -> bool:
             add_content_arguments(sub.add_parser("content", help="what the bucket holds (manifests only)"))
         if "restore" not in names:
             add_restore_arguments(sub.add_parser("restore", help="restore one archive straight from the bucket"))
+        if "recover" not in names:
+            add_recover_arguments(sub.add_parser(
+                "recover", help="make a store prefix read as it did at a time (versions kept by Object Lock)"))
 
     cls.add_arguments = add_arguments
     if not hasattr(cls, "do_content"):
         cls.do_content = lambda self, opts: do_content(self.stdout, opts)
     if not hasattr(cls, "do_restore"):
         cls.do_restore = lambda self, opts: do_restore(self.stdout, opts)
+    if not hasattr(cls, "do_recover"):
+        cls.do_recover = lambda self, opts: do_recover(self.stdout, opts)
     cls._syncjobs_hook = True
     return True

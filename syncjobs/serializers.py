@@ -1,7 +1,7 @@
 """Sync jobs and traffic-control rules as the JSON API and `--output-format json` answer them
 (PBS's sync.cfg / traffic-control.cfg field names)."""
 from syncjobs.forms import rate_text
-from syncjobs.models import SyncJob, TrafficControlRule
+from syncjobs.models import KEEP_FIELDS, SyncJob, TrafficControlRule
 
 
 def job_to_json(job: SyncJob) -> dict:
@@ -13,6 +13,7 @@ def job_to_json(job: SyncJob) -> dict:
         "rate-out": rate_text(job.rate_out) or None, "burst-out": rate_text(job.burst_out) or None,
         "worker-threads": job.workers, "sync-direction": job.direction, "force": job.force,
         "enabled": job.enabled, "comment": job.comment,
+        **{name.replace("_", "-"): getattr(job, name) for name in KEEP_FIELDS},
         "next-run": int(job.next_run.timestamp()) if job.next_run else None,
     }
     task = job.last_task

@@ -44,7 +44,7 @@ def job_privileges(job: SyncJob) -> list[tuple[str, str]]:
             needs.append(("Datastore.Prune", local))
     else:
         needs.append(("Remote.DatastoreBackup", remote))
-        if job.remove_vanished:
+        if job.remove_vanished or job.remote_keep is not None:  # own retention prunes the bucket too
             needs.append(("Remote.DatastorePrune", remote))
         if job.force:
             needs.append(("Remote.DatastoreModify", remote))

@@ -12,7 +12,7 @@ import re
 import secrets
 import tempfile
 import time
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 from django.conf import settings
@@ -22,7 +22,7 @@ from datastores.engine.crypto import load_keyfile
 from datastores.models import Datastore
 from pbsweb.secretbox import decrypt_secret, encrypt_secret
 from pbsweb.worker import TaskError, task_function, user_message
-from remotes.engine.client import RequestCounters, summary_line
+from remotes.engine.client import KINDS, RequestCounters, summary_line
 from remotes.models import Remote, record_usage
 from remotes.usage import cap_guard, limits_text
 from syncjobs.engine.bucket import Bucket
@@ -33,7 +33,8 @@ from syncjobs.engine.inventory import Inventory
 from syncjobs.engine.pull import PullOptions, pull_sync, restore_from_bucket
 from syncjobs.engine.push import PushOptions, push_sync
 from syncjobs.engine.ratelimit import RateLimiter, TimeFrameRule, effective_rate
-from syncjobs.models import DrillJob, DrillRun, SyncJob, TrafficControlRule
+from syncjobs.engine.recover import parse_as_of, recover_prefix
+from syncjobs.models import KEEP_FIELDS, DrillJob, DrillRun, SyncJob, TrafficControlRule
 from syncjobs.remote_content import make_bucket, store_prefixes
 
 ALWAYS = "mon..sun"
@@ -107,7 +108,8 @@ def push_options(job: SyncJob, **extra):
     return PushOptions(ns=job.ns, max_depth=job.max_depth, group_filter=list(job.group_filter or []),
                        remove_vanished=job.remove_vanished, transfer_last=job.transfer_last,
                        workers=job.workers, force=job.force,
-                       min_storage_days=job.remote.min_storage_days or 0, **extra)
+                       min_storage_days=job.remote.min_storage_days or 0,
+                       lock_days=job.remote.object_lock_days, lock_mode=job.remote.object_lock_mode, **extra)
 
 
 @task_function
@@ -137,7 +139,12 @@ def run_sync_job(reporter, job_id: str, reconcile: bool = False) -> dict:
         scope.append("group filter " + ", ".join(job.group_filter))
     if job.transfer_last:
         scope.append(f"transfer-last {job.transfer_last}")
-    scope.append(f"remove-vanished {'yes' if job.remove_vanished else 'no'}")
+    keep = job.remote_keep if job.direction == "push" else None
+    if keep is not None:
+        scope.append("own remote retention " + " ".join(
+            f"{name.replace('_', '-')} {getattr(keep, name)}" for name in KEEP_FIELDS if getattr(keep, name)))
+    else:
+        scope.append(f"remove-vanished {'yes' if job.remove_vanished else 'no'}")
     reporter.log("scope: " + "; ".join(scope))
     limiter, rate_text = build_limiter(job, remote)
     reporter.log(rate_text)
@@ -154,7 +161,7 @@ def run_sync_job(reporter, job_id: str, reconcile: bool = False) -> dict:
                                   workers=job.workers, limiter=limiter, counters=counters)
             result = pull_sync(bucket, store, inventory, options, reporter)
         else:
-            options = push_options(job, limiter=limiter, reconcile=reconcile, counters=counters)
+            options = push_options(job, limiter=limiter, reconcile=reconcile, counters=counters, keep=keep)
             result = push_sync(store, bucket, inventory, options, reporter)
             stored = inventory_bytes(inventory)
     finally:
@@ -168,7 +175,9 @@ def run_sync_job(reporter, job_id: str, reconcile: bool = False) -> dict:
     if job.direction == "push":
         others = remote_stored_bytes(remote, cfg) if SyncJob.objects.filter(
             remote=remote, direction="push").exclude(remote_store=job.remote_store).exists() else stored
-        type(remote).objects.filter(pk=remote.pk).update(stored_bytes=others)
+        lock_stats = {"locks_extended": result.locks_extended, "locks_extended_time": timezone.now()} \
+            if remote.object_lock_days else {}
+        type(remote).objects.filter(pk=remote.pk).update(stored_bytes=others, **lock_stats)
     verb = "uploaded" if job.direction == "push" else "downloaded"
     SyncJob.objects.filter(pk=job.pk).update(
         last_bytes=result.bytes_transferred, last_objects=result.objects_transferred,
@@ -184,20 +193,30 @@ def run_sync_job(reporter, job_id: str, reconcile: bool = False) -> dict:
         if not result.snapshots_synced and not result.snapshots_failed:
             line += f" - {_why_nothing(result)}"
         reporter.log(line)
-    if result.objects_deleted or result.deferred_chunks or result.snapshots_removed:
+    if result.objects_deleted or result.deferred_chunks or result.snapshots_removed or result.deferred_snapshots:
+        why = [f"provider minimum storage {remote.min_storage_days} days"] if remote.min_storage_days else []
+        if remote.object_lock_days:
+            why.append(f"Object Lock {remote.object_lock_days} days")
         reporter.log(f"Summary: removed {len(result.snapshots_removed)} vanished snapshots, deleted "
-                     f"{result.objects_deleted} objects, {result.deferred_chunks} chunk deletions deferred "
-                     f"(provider minimum storage {remote.min_storage_days} days)")
+                     f"{result.objects_deleted} objects, {result.deferred_chunks} chunk deletions deferred"
+                     + (f", {len(result.deferred_snapshots)} snapshot removals deferred" if result.deferred_snapshots
+                        else "") + (f" ({', '.join(why)})" if why else ""))
+    if job.direction == "push" and remote.object_lock_days:
+        reporter.log(f"Summary: Object Lock {remote.object_lock_days} days ({remote.object_lock_mode}): "
+                     f"extended {result.locks_extended} locks ({result.locks_extended} requests)")
+    figures = {"bytes": result.bytes_transferred, "objects": result.objects_transferred,  # the dashboard's chart
+               "snapshots": len(result.snapshots_synced), "failed": len(result.snapshots_failed),
+               "locks_extended": result.locks_extended, "requests": sum(snap.get(k, 0) for k in KINDS),
+               "deferred": result.deferred_chunks + result.deferred_files + len(result.deferred_snapshots)}
     if result.snapshots_failed or result.errors:
         # as PBS: a sync that did not carry every snapshot failed, whatever else it did
         for name, why in result.snapshots_failed:
             reporter.log(f"Summary: snapshot {name} failed: {why}")
         for why in result.errors:
             reporter.log(f"Summary: error: {why}")
-        raise TaskError("sync failed with some errors")
+        raise TaskError("sync failed with some errors", result=figures)
     reporter.log(f"sync job '{job.job_id}' end")
-    return {"bytes": result.bytes_transferred, "objects": result.objects_transferred,  # the dashboard's chart
-            "snapshots": len(result.snapshots_synced), "failed": len(result.snapshots_failed)}
+    return figures
 
 
 def _why_nothing(result) -> str:
@@ -423,3 +442,45 @@ def restore_from_remote(reporter, remote: str, remote_store: str, snapshot: str,
         except Exception as e:
             reporter.warn(f"could not record request usage: {e}")
         reporter.log(_summary_requests(snap))
+
+
+# -- recovery after an attack (issue 12) ----------------------------------------------------------
+
+@task_function
+def recover_remote(reporter, remote: str, remote_store: str, as_of: str) -> dict:
+    """Task `s3-recover`: make a bucket prefix read as it did at `as_of` from the versions
+    Object Lock keeps (syncjobs.engine.recover); the prefix's inventory is then rebuilt
+    by the next push's full listing."""
+    obj = Remote.objects.filter(remote_id=remote).first()
+    if obj is None:
+        raise TaskError(f"remote '{remote}' does not exist (removed?)")
+    when = parse_as_of(as_of)
+    counters = RequestCounters()
+    cfg = obj.config()
+    bucket = make_bucket(obj, obj.client(counters=counters), remote_store)
+    lock = None
+    if obj.object_lock_days:
+        until = timezone.now() + timedelta(days=obj.object_lock_days)
+        lock = (until.replace(microsecond=0) + timedelta(seconds=1), obj.object_lock_mode)
+    try:
+        result = recover_prefix(bucket, when, reporter, lock=lock)
+    finally:
+        snap = counters.snapshot()
+        try:
+            record_usage(obj, snap, reporter.task)
+        except Exception as e:  # usage accounting must not hide the recovery's own outcome
+            reporter.warn(f"could not record request usage: {e}")
+        reporter.log(_summary_requests(snap))
+    if result.restored or result.hidden:
+        inventory = open_inventory(obj, cfg, remote_store)
+        try:
+            inventory.clear()  # what it knew (versions, locks) is no longer what the prefix holds
+        finally:
+            inventory.close()
+        reporter.log("the next push to this prefix relists it (its inventory was reset)")
+    if result.errors:
+        raise TaskError(f"{len(result.errors)} objects could not be recovered: {result.errors[0]}")
+    if not result.keys:
+        raise TaskError(f"no object versions under s3://{bucket.bucket}/{bucket.prefix}: nothing to recover")
+    return {"restored": len(result.restored), "hidden": len(result.hidden), "unchanged": result.unchanged,
+            "requests": sum(snap.get(k, 0) for k in KINDS)}

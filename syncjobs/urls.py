@@ -23,6 +23,7 @@ from syncjobs import views_remote  # noqa: E402
 urlpatterns += [
     path("remotes/<str:remote>/content/", views_remote.remote_content, name="remote-content"),
     path("remotes/<str:remote>/content/restore/", views_remote.remote_restore, name="remote-content-restore"),
+    path("remotes/<str:remote>/recover/", views_remote.remote_recover, name="remote-recover"),
     path("drills/", views_remote.drill_list, name="drill-list"),
     path("drills/add/", views_remote.drill_add, name="drill-add"),
     path("drills/<str:job>/edit/", views_remote.drill_edit, name="drill-edit"),

@@ -6,7 +6,7 @@ swapped, 400 otherwise), nothing saved. Long work (a sync run) is a task.
 """
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponse, HttpResponseForbidden
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.encoding import iri_to_uri
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
@@ -113,7 +113,7 @@ def _dialog_response(request, form, *, action: str, title_action: str, next_url:
 def job_add(request):
     store_name = request.POST.get("store") if request.method == "POST" else request.GET.get("store")
     if not has_privilege(request.user, JOB_PRIV, _store_path(store_name)):
-        return HttpResponseForbidden(f"permission check failed: {JOB_PRIV} on {_store_path(store_name)}")
+        return forbidden(f"permission check failed: {JOB_PRIV} on {_store_path(store_name)}")
     page_store = request.GET.get("store") or request.POST.get("page_store") or ""
     default_next = f"/datastore/{page_store}/sync-jobs/" if page_store else "/sync-jobs/"
     next_url = _next_url(request, default_next)

@@ -1,12 +1,12 @@
 """Remote → Content (what the bucket holds), Restore archive from it, and Restore Drills.
 
 Browsing reads the bucket's listing, markers and manifests (no chunks); its
-requests are recorded on the remote like a sync run's. Restoring and drills
-are tasks (`reader`, `drill`).
+requests are recorded on the remote like a sync run's. Restoring, drills and
+Recover bucket as of <time> are tasks (`reader`, `drill`, `s3-recover`).
 """
 from django.contrib import messages
 from django.core.exceptions import PermissionDenied
-from django.http import HttpResponse, HttpResponseForbidden
+from django.http import HttpResponse
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.encoding import iri_to_uri
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
@@ -20,13 +20,14 @@ from remotes.models import Remote
 from syncjobs.drills import drill_status
 from syncjobs.engine.bucket import SyncError
 from syncjobs.engine.scope import normalize_ns
-from syncjobs.forms import SCHEDULE_PRESETS, DrillJobForm, RemoteRestoreForm
+from syncjobs.forms import SCHEDULE_PRESETS, DrillJobForm, RecoverForm, RemoteRestoreForm
 from syncjobs.models import DrillJob
 from syncjobs.remote_content import fetch_snapshot, list_snapshots, make_bucket, record_requests, store_prefixes
 from syncjobs.services import remove_drill, save_drill
 from syncjobs.tasks import save_restore_key
 
 RESTORE_PRIV = "Remote.Read"     # on /remote/<id>; writing to a server path also needs Sys.Modify
+RECOVER_PRIV = "Remote.Modify"   # recovery rewrites the bucket's objects
 DRILL_MODIFY = "Remote.Modify"
 DRILL_RUN = "Remote.Read"
 
@@ -105,7 +106,7 @@ def remote_restore(request, remote):
     """Restore archive: the dialog (GET) and starting the `reader` task (POST)."""
 
     if not has_privilege(request.user, "Sys.Modify", "/"):
-        return HttpResponseForbidden("permission check failed: Sys.Modify on / (restoring writes to this server)")
+        return forbidden("permission check failed: Sys.Modify on / (restoring writes to this server)")
     obj = get_object_or_404(Remote, remote_id=remote)
     params = request.POST if request.method == "POST" else request.GET
     prefix = (params.get("remote_store") or "").strip("/")
@@ -242,3 +243,24 @@ def drill_log(request, job):
         messages.info(request, f"Restore drill '{obj.job_id}' has not run yet: there is no log to show.")
         return redirect("/drills/")
     return redirect(obj.last_task.url)
+
+
+# -- Recover bucket as of <time> --------------------------------------------------------------
+
+@require_http_methods(["GET", "POST"])
+@require(RECOVER_PRIV, _remote_path)
+def remote_recover(request, remote):
+    """The dialog (GET) and starting the `s3-recover` task (POST), as `remote recover`."""
+    obj = get_object_or_404(Remote, remote_id=remote)
+    if request.method == "POST":
+        form = RecoverForm(request.POST)
+        if form.is_valid():
+            d = form.cleaned_data
+            task = run("syncjobs.tasks.recover_remote", "s3-recover", f"{obj.remote_id}:{d['remote_store']}",
+                       request.user.username, {"remote": obj.remote_id, "remote_store": d["remote_store"],
+                                               "as_of": d["as_of"]})
+            return _done(request, task.url)
+    else:
+        form = RecoverForm(initial={"remote_store": (request.GET.get("remote_store") or "").strip("/")})
+    status = 400 if form.is_bound and form.errors else 200
+    return render(request, "syncjobs/remote_recover_page.html", {"r": obj, "form": form}, status=status)

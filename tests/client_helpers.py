@@ -74,7 +74,10 @@ class Net:
 
     def token(self, user, name: str) -> tuple[str, str]:
         from pbsweb.apitokens import create_token
+        from pbsweb.models import AclEntry
         token, secret = create_token(user, name)
+        for entry in AclEntry.objects.filter(user=user):  # the token may do what its user may
+            AclEntry.objects.create(token=token, path=entry.path, role=entry.role, propagate=entry.propagate)
         return f"{user.username}!{name}", secret
 
     def env(self, auth_id: str, secret: str, port: int | None = None, fingerprint: str | None = None, **extra):

@@ -2,8 +2,15 @@
 
 - s3_server: moto's standalone S3 server (a subprocess) on a free port.
 - s3_client / s3_bucket: a boto3 client for it and a fresh bucket per test.
+
+Hygiene, enforced here for the whole run:
+- with CI set in the environment a skipped test is a failure (nothing the suite
+  needs may be silently missing: `make test-deps` installs it);
+- every process the run starts inherits RUN_MARK in its environment; at the end
+  of the session any such process still alive fails the run (and is killed).
 """
 import os
+import signal
 import shutil
 import socket
 import subprocess
@@ -16,10 +23,112 @@ import boto3
 import pytest
 from botocore.config import Config
 
+from tests.soak.crashpoints import SEED as CRASH_SEED
+
 REPO = Path(__file__).resolve().parent.parent
 # Playwright's sync API runs an event loop in this thread; the ORM must still work beside it.
 os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
 VENV_BIN = Path(sys.executable).parent
+# Inherited by every subprocess (they all copy os.environ): finds the ones left behind.
+RUN_MARK_VAR = "PBSWEB_TEST_RUN"
+RUN_MARK = f"{RUN_MARK_VAR}={os.getpid()}-{uuid.uuid4().hex[:8]}"
+os.environ[RUN_MARK_VAR] = RUN_MARK.split("=", 1)[1]
+
+
+def stop_process_group(proc: subprocess.Popen, timeout: float = 15) -> None:
+    """SIGTERM the process group `proc` leads (started with start_new_session=True),
+    wait for every member to go, then SIGKILL what is left: a celery worker's pool
+    children and gunicorn's workers are in the group but are not `proc`."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            proc.poll()  # reap the leader so it stops counting as a member
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.1)
+        else:
+            continue
+        break
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pass
+
+
+def marked_processes(mark: str = RUN_MARK) -> list[tuple[int, str]]:
+    """(pid, command line) of live processes whose environment holds `mark`
+    ("NAME=value"; this run's RUN_MARK by default), except this one."""
+    mark = mark.encode()
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as f:
+                if mark not in f.read().split(b"\0"):
+                    continue
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                if f.read().rsplit(b")", 1)[1].split()[0] == b"Z":
+                    continue  # a zombie: already dead, waiting for its parent to reap it
+        except OSError:
+            continue  # gone meanwhile, or not ours to read
+        out.append((int(entry), cmd))
+    return out
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Fail the run when a process it started outlives it (then kill it)."""
+    deadline = time.monotonic() + 10  # a browser or a worker may still be on its way out
+    left = marked_processes()
+    while left and time.monotonic() < deadline:
+        time.sleep(0.2)
+        left = marked_processes()
+    if not left:
+        return
+    for pid, _ in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    lines = ["processes started by this test run were still running at its end (now killed):"]
+    lines += [f"  pid {pid}: {cmd[:200]}" for pid, cmd in left]
+    if reporter:
+        reporter.write_line("\n".join(lines), red=True)
+    else:
+        print("\n".join(lines), file=sys.stderr)
+    session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_report_header(config):
+    return f"crash suite seed: CRASH_SEED={CRASH_SEED}"
+
+
+def _skip_is_failure(report) -> None:
+    if os.environ.get("CI") and report.skipped and not hasattr(report, "wasxfail"):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        report.outcome = "failed"
+        report.longrepr = f"skipped, and CI is set (make test-deps provides what it needs): {reason}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    _skip_is_failure(outcome.get_result())
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    outcome = yield
+    _skip_is_failure(outcome.get_result())
 
 
 def free_port() -> int:
@@ -53,7 +162,7 @@ class S3Server:
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(
             [moto, "-H", "127.0.0.1", "-p", str(self.port)],
-            stdout=self._log, stderr=subprocess.STDOUT, env=env,
+            stdout=self._log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
         )
         wait_for_port(self.port, proc=self.proc)
 
@@ -71,11 +180,7 @@ class S3Server:
         urllib.request.urlopen(request, timeout=5)
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        stop_process_group(self.proc, timeout=10)
         self._log.close()
 
 
@@ -132,11 +237,10 @@ def redis_url(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("redis")
     proc = subprocess.Popen([server, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
                              "--appendonly", "no", "--dir", str(workdir)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT, start_new_session=True)
     wait_for_port(port, proc=proc)
     yield f"redis://127.0.0.1:{port}/13"
-    proc.terminate()
-    proc.wait(timeout=10)
+    stop_process_group(proc, timeout=10)
 
 
 # Each test session uses its own queue on the shared Redis, so parallel sessions
@@ -179,12 +283,7 @@ class Worker:
             time.sleep(0.2)
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
+        stop_process_group(self.proc)  # the pool children too
         self._log.close()
 
 
@@ -255,11 +354,7 @@ class WebServer:
         wait_for_port(self.port, proc=self.proc, timeout=30)
 
     def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        stop_process_group(self.proc, timeout=10)  # the gunicorn workers too
         self._log.close()
 
 

@@ -17,10 +17,15 @@ for some kinds/keys:
 
     proxy.set_faults(rate=1.0, kinds=("500",), after=10, only=("PUT",))
 
-kinds: "503" (SlowDown), "500" (InternalError), "429" (SlowDown),
-"reset" (connection reset, no response), "delay" (answer late by
-`delay` seconds), "truncate" (send half the body, then close).
-A faulted request is not forwarded, except "delay" and "truncate".
+kinds, before the request reaches the server: "503" (SlowDown), "500"
+(InternalError), "429" (SlowDown), "reset" (connection reset, no response),
+"delay" (answer late by `delay` seconds); after the server executed it:
+"lost-reply" (the server stored the PUT / deleted the keys / answered the GET,
+then the connection is reset before the client sees the answer: its retry
+meets the effect, e.g. If-None-Match -> 412), "truncate" (send half the
+response body, then close; offered only for answers with a body: GET, LIST
+and POST such as DeleteObjects, not PUT or HEAD, whose answers have none).
+With once=True a key is faulted at most once (its retry goes through).
 """
 from __future__ import annotations
 
@@ -39,6 +44,7 @@ from urllib.parse import urlsplit, parse_qs, unquote
 import pytest
 
 KINDS = ("GET", "PUT", "HEAD", "DELETE", "LIST", "POST")
+NO_BODY = ("PUT", "HEAD")   # answers without a body: nothing to truncate
 
 _ERROR_XML = (
     '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code>'
@@ -126,15 +132,17 @@ class S3Proxy:
 
     # -- faults -------------------------------------------------------------
     def set_faults(self, rate: float = 1.0, kinds=("500",), *, seed: int = 0, after: int = 0,
-                   only=None, key_contains: str | None = None, delay: float = 0.5) -> None:
+                   only=None, key_contains: str | None = None, delay: float = 0.5,
+                   once: bool = False) -> None:
         """Inject faults into `rate` of the requests from request number `after` on.
 
         only: request kinds to fault (e.g. ("PUT",)); None = all.
         key_contains: fault only keys containing this substring.
+        once: fault each key at most once.
         """
         with self._lock:
             self._faults = dict(rate=rate, kinds=tuple(kinds), after=after, only=only,
-                                key_contains=key_contains, delay=delay)
+                                key_contains=key_contains, delay=delay, once=once, faulted=set())
             self._rng = random.Random(seed)
             self._seen = 0
 
@@ -182,9 +190,15 @@ class S3Proxy:
                 return ""
             if f["key_contains"] and f["key_contains"] not in key:
                 return ""
+            if f["once"] and key in f["faulted"]:
+                return ""
             if self._rng.random() >= f["rate"]:
                 return ""
-            return self._rng.choice(f["kinds"])
+            kinds = [k for k in f["kinds"] if not (k == "truncate" and kind in NO_BODY)]
+            if not kinds:
+                return ""
+            f["faulted"].add(key)
+            return self._rng.choice(kinds)
 
     def _record(self, req: Request, up: int, down: int) -> None:
         with self._lock:
@@ -259,10 +273,7 @@ class _Handler(BaseHTTPRequestHandler):
 
         if fault == "reset":
             proxy._record(Request(method, kind, key, 0, fault), len(body), 0)
-            # RST instead of FIN: the client sees "connection reset by peer"
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-            self.close_connection = True
-            self.connection.close()
+            self._reset()
             return
         if fault in _STATUS_FAULTS:
             status, code, msg = _STATUS_FAULTS[fault]
@@ -290,6 +301,9 @@ class _Handler(BaseHTTPRequestHandler):
             return
         inm = "If-None-Match" in self.headers
         proxy._record(Request(method, kind, key, status, fault, deleted, inm), len(body), len(data))
+        if fault == "lost-reply":  # the server did it; the client never hears so
+            self._reset()
+            return
         self.send_response(status, reason)
         for k, v in resp_headers:
             if k.lower() in ("transfer-encoding", "connection", "content-length", "date", "server"):
@@ -308,6 +322,12 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         self.wfile.write(data)
+
+    def _reset(self):
+        # RST instead of FIN: the client sees "connection reset by peer"
+        self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.close_connection = True
+        self.connection.close()
 
     do_GET = do_PUT = do_HEAD = do_DELETE = do_POST = _handle
 

@@ -42,7 +42,9 @@ def test_permission_add_and_remove(admin_client, audit_user):
 
 
 def test_api_token_secret_shown_once_and_authenticates(admin_client, admin_user, client):
-    response = admin_client.post("/access/tokens/add/", {"user": admin_user.username, "name": "script"})
+    # a read-only token of the admin: its own role (Audit on /) limits it, as PBS's privilege separation
+    response = admin_client.post("/access/tokens/add/", {"user": admin_user.username, "name": "script",
+                                                         "role": "Audit", "path": "/"})
     html = response.content.decode()
     assert "admin@pbs!script" in html
     secret = html.split('<pre class="mono">')[1].split("</pre>")[0]
@@ -54,6 +56,23 @@ def test_api_token_secret_shown_once_and_authenticates(admin_client, admin_user,
     ok = anonymous.get("/api2/json/nodes/localhost/tasks",
                        HTTP_AUTHORIZATION=f"PBSAPIToken=admin@pbs!script:{secret}")
     assert ok.status_code == 200 and "data" in ok.json()
+    write = anonymous.post("/api2/json/config/remote", "{}", content_type="application/json",
+                           HTTP_AUTHORIZATION=f"PBSAPIToken=admin@pbs!script:{secret}")
+    assert write.status_code == 403, "the Admin's read-only token cannot change anything"
     bad = anonymous.get("/api2/json/nodes/localhost/tasks",
                         HTTP_AUTHORIZATION="PBSAPIToken=admin@pbs!script:wrong")
     assert bad.status_code == 401
+
+
+def test_token_without_roles_holds_nothing_and_grants_appear_on_both_tabs(admin_client, admin_user):
+    from django.test import Client
+    response = admin_client.post("/access/tokens/add/", {"user": admin_user.username, "name": "bare", "role": ""})
+    secret = response.content.decode().split('<pre class="mono">')[1].split("</pre>")[0]
+    auth = {"HTTP_AUTHORIZATION": f"PBSAPIToken=admin@pbs!bare:{secret}"}
+    client = Client()
+    assert client.get("/api2/json/nodes/localhost/tasks", **auth).status_code == 403
+    assert admin_client.post("/access/permissions/add/", {
+        "path": "/", "user": "admin@pbs!bare", "role": "Audit", "propagate": "on"}).status_code == 302
+    assert client.get("/api2/json/nodes/localhost/tasks", **auth).status_code == 200
+    assert "Audit on /" in admin_client.get("/access/tokens/").content.decode()
+    assert "admin@pbs!bare" in admin_client.get("/access/permissions/").content.decode()

@@ -60,14 +60,16 @@ def _files(*roots) -> set:
 
 
 @pytest.fixture
-def world(tmp_path, settings):
+def world(tmp_path, settings, s3_server, s3_bucket):
+    """store1, and remote1 on the moto server (an empty bucket): commands that reach the
+    remote succeed with good arguments, so a failure is the bad argument's."""
     from datastores.services import create_datastore
     from remotes.models import Remote
     secretbox.ensure_key()
     settings.PBSWEB_REMOTE_TEST_TIMEOUT = 1
     create_datastore("store1", str(tmp_path / "store1"))
-    Remote.objects.create(remote_id="remote1", endpoint="http://127.0.0.1:9", bucket="bucket1",
-                          region="us-east-1", access_key="AKIA1", secret_key="s3cr3t-value")
+    Remote.objects.create(remote_id="remote1", endpoint=s3_server.url, bucket=s3_bucket, path_style=True,
+                          region="us-east-1", access_key="testing", secret_key="testing")
     src = tmp_path / "src"
     src.mkdir()
     (src / "f.txt").write_text("hello")
@@ -182,6 +184,27 @@ def _cases(w):
         "gc status": (lambda v: ["garbage-collection", "status", v], ["store"]),
         "key create kdf": (lambda v: ["key", "create", str(w / n("k")), "--kdf", v], ["kdf"]),
         "key show": (lambda v: ["key", "show", v], ["file", "key"]),
+        "remote test": (lambda v: ["remote", "test", v], ["id", "remote"]),
+        "remote-content id": (lambda v: ["remote-content", v], ["id", "remote"]),
+        "remote-content store": (lambda v: ["remote-content", "remote1", "--store", v], ["store", "remote"]),
+        "remote-restore id": (lambda v: ["remote-restore", v, "pbs", "host/h1/2026-01-01T00:00:00Z", "root.tar",
+                                         str(w / n("restored"))], ["id", "remote"]),
+        "remote-restore snapshot": (lambda v: ["remote-restore", "remote1", "pbs", v, "root.tar",
+                                               str(w / n("restored"))], ["snapshot"]),
+        "drill run remote": (lambda v: ["drill", "run", v], ["remote"]),
+        "drill run sample": (lambda v: ["drill", "run", "remote1", "--sample", v], ["sample", "remote"]),
+        "drill run seed": (lambda v: ["drill", "run", "remote1", "--seed", v], ["seed", "remote"]),
+        "drill create id": (lambda v: ["drill", "create", v, "--remote", "remote1"], ["id"]),
+        "drill create remote": (lambda v: ["drill", "create", n("drill"), "--remote", v], ["remote"]),
+        "drill create store": (lambda v: ["drill", "create", n("drill"), "--remote", "remote1", "--store", v],
+                               ["store"]),
+        "drill create sample": (lambda v: ["drill", "create", n("drill"), "--remote", "remote1", "--sample", v],
+                                ["sample"]),
+        "drill create schedule": (lambda v: ["drill", "create", n("drill"), "--remote", "remote1", "--schedule", v],
+                                  ["schedule"]),
+        "drill create comment": (lambda v: ["drill", "create", n("drill"), "--remote", "remote1", "--comment", v],
+                                 ["comment"]),
+        "drill remove": (lambda v: ["drill", "remove", v], ["id", "drill"]),
         "task log": (lambda v: ["task", "log", v], ["upid"]),
         "task stop": (lambda v: ["task", "stop", v], ["upid"]),
     }

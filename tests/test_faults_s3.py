@@ -5,12 +5,16 @@ between, and the real client factory (remotes.engine.client.make_s3_client,
 adaptive retries). With a seeded 5 % of the requests failing (503 SlowDown,
 500, 429, connection resets, truncated bodies) a push and a pull must end
 exactly as a fault-free run does: the same keys and bytes in the bucket, the
-same files in the pulled datastore, the same restored data. With every
+same files in the pulled datastore, the same restored data. Faults also strike
+after the server executed a request ("lost-reply": a PUT stored or a
+DeleteObjects done whose answer never arrives; the retried chunk PUT then meets
+If-None-Match -> 412, which is success), with the same identical-bucket outcome. With every
 request failing, a push must give up within its retry budget with an error
 that names the S3 code and the object key, and leave the bucket consistent
 (and a later fault-free run must complete it).
 """
 import os
+import shutil
 import time
 import uuid
 from pathlib import Path
@@ -29,8 +33,8 @@ from tests.s3proxy import s3proxy  # noqa: F401  (fixture)
 from tests.soak.crashpoints import (BASE, PREFIX, bucket_contents, check_store, expected_bucket,
                                     make_snapshot)
 
-ALL_FAULTS = ("503", "500", "429", "reset", "truncate")
-STATUS_AND_RESET = ("503", "500", "429", "reset")
+ALL_FAULTS = ("503", "500", "429", "reset", "lost-reply", "truncate")
+STATUS_AND_RESET = ("503", "500", "429", "reset", "lost-reply")
 
 
 def client_for(url, bucket, counters=None, max_attempts=8):
@@ -160,6 +164,69 @@ def test_pull_retries_truncated_response_bodies(source, s3proxy, s3_client, tmp_
     assert res.ok, (res.summary, res.snapshots_failed)
     chk = check_store(target.path, model, list(model), tmp_path / "scratch")
     assert chk.ok, chk
+
+
+# -- faults after the server executed the request --------------------------------------------
+
+def test_push_whose_put_replies_are_lost_gives_the_same_bucket(source, s3proxy, s3_client, tmp_path):
+    """A third of the PUTs are stored by the server but their answer is lost (the
+    connection resets): each retry meets the stored object (If-None-Match -> 412
+    for chunks, an overwrite with the same bytes for the rest); the push ends OK
+    with exactly the bucket a fault-free push gives."""
+    store, _ = source
+    name = new_bucket(s3_client)
+    s3proxy.set_faults(rate=0.33, kinds=("lost-reply",), only=("PUT",), once=True, seed=7)
+    res = push(store, client_for(s3proxy.url, name), tmp_path / "inv.sqlite")
+    lost = [r for r in s3proxy.requests if r.fault == "lost-reply"]
+    s3proxy.clear_faults()
+    assert res.ok, res.summary
+    assert len(lost) >= 10 and all(r.status == 200 for r in lost), lost  # stored, reply lost
+    lost_chunks = {r.key for r in lost if "/.chunks/" in r.key}
+    met_412 = {r.key for r in s3proxy.requests if r.status == 412 and r.if_none_match}
+    assert lost_chunks and lost_chunks <= met_412, (lost_chunks, met_412)
+    assert bucket_contents(s3_client, name) == expected_bucket(store)
+    assert check_bucket_consistency(client_for(s3proxy.url, name)).ok
+    res = push(store, client_for(s3proxy.url, name), tmp_path / "inv.sqlite")
+    assert res.ok and res.objects_transferred == 0, res.summary
+
+
+def test_push_whose_delete_replies_are_lost_gives_the_same_bucket(source, s3proxy, s3_client, tmp_path):
+    """remove-vanished: every DeleteObjects is executed by the server and its answer
+    lost; the retry deletes keys already gone (S3 answers success) and the bucket
+    ends exactly as the store says."""
+    src, _ = source
+    shutil.copytree(src.path, tmp_path / "store", symlinks=True)
+    store = Datastore(tmp_path / "store")
+    name = new_bucket(s3_client)
+    assert push(store, client_for(s3proxy.url, name), tmp_path / "inv.sqlite").ok
+    for ref in store.list_snapshots()[:3]:
+        store.remove_snapshot(ref)
+    s3proxy.reset_counts()
+    s3proxy.set_faults(rate=1.0, kinds=("lost-reply",), only=("DELETE",), once=True, seed=1)
+    res = push(store, client_for(s3proxy.url, name), tmp_path / "inv.sqlite", remove_vanished=True)
+    lost = [r for r in s3proxy.requests if r.fault == "lost-reply"]
+    s3proxy.clear_faults()
+    assert res.ok, res.summary
+    assert lost and all(r.kind == "DELETE" and r.status == 200 for r in lost), lost
+    assert bucket_contents(s3_client, name) == expected_bucket(store)
+    assert check_bucket_consistency(client_for(s3proxy.url, name)).ok
+
+
+def test_truncate_is_offered_only_for_answers_with_a_body(s3proxy, s3_client):
+    """PUT and HEAD answers have no body to cut: truncate is not injected there (it
+    would be a no-op counted as a fault); a GET's body really arrives cut short."""
+    name = new_bucket(s3_client)
+    client = client_for(s3proxy.url, name, max_attempts=1).client
+    s3proxy.set_faults(rate=1.0, kinds=("truncate",), seed=1)
+    try:
+        client.put_object(Bucket=name, Key="k", Body=b"x" * 1000)
+        client.head_object(Bucket=name, Key="k")
+        with pytest.raises(Exception) as ei:
+            client.get_object(Bucket=name, Key="k")["Body"].read()
+    finally:
+        s3proxy.clear_faults()
+    assert [(r.kind, r.fault) for r in s3proxy.requests] == [("PUT", ""), ("HEAD", ""), ("GET", "truncate")]
+    assert "IncompleteRead" in type(ei.value).__name__ + str(ei.value) or "Connection" in str(ei.value), ei.value
 
 
 # -- 100 % faults -----------------------------------------------------------------------------

@@ -74,14 +74,15 @@ def test_feature_probes_on_moto(s3_server, s3_client, s3_bucket):
         "DeleteObjects (batch delete): supported.",
         "Bucket versioning: off.",
         "Object Lock: not enabled.",
+        "Lifecycle rules: none.",
     ]
     assert result.proposed == {}
     assert result.details["features"] == {
         "other_addressing": None, "checksum_headers": True, "if_none_match": True, "delete_objects": True,
-        "versioning": "Off", "object_lock": False}
+        "versioning": "Off", "object_lock": False, "archive_rules": []}
     # list; write probe PUT+GET+DELETE; 2 conditional PUTs, checksum PUT, delete-probe PUT;
-    # one DeleteObjects for the three probe objects; versioning and object-lock GETs
-    assert counts(result) == {"LIST": 1, "PUT": 5, "GET": 3, "DELETE": 2}
+    # one DeleteObjects for the three probe objects; versioning, object-lock and lifecycle GETs
+    assert counts(result) == {"LIST": 1, "PUT": 5, "GET": 4, "DELETE": 2}
     assert result.details["requests"]["delete_keys"] == 3
     assert result.details["requests"]["retries"] == 0
     assert bucket_keys(s3_client, s3_bucket) == []
@@ -326,6 +327,8 @@ def b2_like(h):
         return 200, xml, b'<VersioningConfiguration xmlns="http://s3.amazonaws.com/doc/2006-03-01/"/>'
     if h.command == "GET" and "object-lock" in path:
         return 404, xml, s3_error_xml("ObjectLockConfigurationNotFoundError", "Object Lock configuration does not exist")
+    if h.command == "GET" and "lifecycle" in path:
+        return 404, xml, s3_error_xml("NoSuchLifecycleConfiguration", "The lifecycle configuration does not exist")
     if h.command == "GET":
         return 200, xml, LIST_OK
     if h.command == "PUT" and "if-none-match" in headers:
@@ -356,6 +359,7 @@ def test_feature_probes_propose_quirks(stub_factory):
         "DeleteObjects (batch delete): not supported (NotImplemented, HTTP 501): turn on 'Delete via DeleteObject'.",
         "Bucket versioning: off.",
         "Object Lock: not enabled.",
+        "Lifecycle rules: none.",
     ]
     # the probe object that was created is deleted one by one after DeleteObjects failed
     deletes = [path for method, path, _ in stub.requests if method == "DELETE"]

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, VENV_BIN, port_open
+from tests.conftest import REPO, VENV_BIN, port_open, stop_process_group
 
 PG_URL = os.environ.get("PBSWEB_TEST_PG", "postgres://postgres@127.0.0.1:5432")
 
@@ -100,13 +100,8 @@ class Node:
             self.proc.wait(timeout=15)
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.kill()
         if self.proc:
+            stop_process_group(self.proc, timeout=20)  # the pool children too
             self._logf.close()
 
 

@@ -44,6 +44,7 @@ def test_pull_of_a_corrupt_chunk_ends_in_error_and_exits_non_zero(tmp_path, s3_s
     assert exc.value.returncode == 1 and "sync failed with some errors" in str(exc.value)
     task = _last_task("pull-job")
     assert task.state == Task.ERROR and task.status == "sync failed with some errors"
+    assert task.result["failed"] == 1 and task.result["snapshots"] == 0  # the figures of a failed run are kept
     log = task.log_path.read_text()
     assert f"sync snapshot {SNAP} failed, skipped: {victim}: corrupt chunk" in log
     assert f"Summary: snapshot {SNAP} failed: {victim}: corrupt chunk" in log

@@ -160,16 +160,10 @@ def _size(n) -> str:
 def cmd_backup(args, out):
     # The engine's chunker, zstd and BLAKE3 load only for commands that need them.
     from .backup import run_network_backup
-    archives = []
-    for spec in args.archives:
-        name, sep, path = spec.partition(":")
-        if not sep or not path:
-            raise UsageError(f"archive: {spec!r} is not NAME.tar:PATH or NAME.img:FILE")
-        archives.append((name, path))
-    from datastores.engine.backup import _check_archives
+    from datastores.engine.backup import parse_archive_specs
     from datastores.engine.errors import DatastoreError
     try:
-        _check_archives(archives)
+        archives = parse_archive_specs(args.archives)
     except DatastoreError as e:
         raise UsageError(str(e)) from None
     rate = parse_rate(args.rate) if args.rate else None

@@ -248,6 +248,21 @@ def validate_archive_name(name: str) -> str:
     return name
 
 
+def parse_archive_specs(specs) -> list[tuple[str, str]]:
+    """Command-line archives, `NAME.tar:PATH` or `NAME.img:FILE`, as checked (name, path) pairs
+    (the server's `backup` command and the network client); DatastoreError names the bad one."""
+    pairs = []
+    for spec in specs:
+        name, sep, path = spec.partition(":")
+        if not sep or not path:
+            raise DatastoreError(f"archive: {spec!r} is not of the form NAME.tar:PATH or NAME.img:FILE")
+        if "\0" in spec:
+            raise DatastoreError(f"archive: {spec!r} contains a NUL byte")
+        pairs.append((name, path))
+    _check_archives(pairs)
+    return pairs
+
+
 def _check_archives(archives) -> list[tuple[str, Path]]:
     if not archives:
         raise DatastoreError("archives: at least one NAME.tar:PATH or NAME.img:PATH is required")

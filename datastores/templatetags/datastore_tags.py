@@ -25,10 +25,5 @@ def strip_idx(name: str) -> str:
 
 
 @register.filter
-def ns_indent(depth) -> str:
-    return f"{int(depth or 0) * 18}px"
-
-
-@register.filter
 def lookup(d, key):
     return d.get(key) if isinstance(d, dict) else None

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field, fields
 from urllib.parse import urlsplit
 
 PROVIDERS = ("b2", "wasabi", "r2", "minio", "aws", "other")
+OBJECT_LOCK_MODES = ("governance", "compliance")
+MAX_OBJECT_LOCK_DAYS = 36500  # S3's limit for a retention period (100 years)
 
 _ID_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_-]{2,31}")
 _REGION_RE = re.compile(r"[_a-z\d][-_a-z\d]+")
@@ -55,6 +57,8 @@ class RemoteConfig:
     max_attempts: int = 5
     max_pool_connections: int = 16
     min_storage_days: int = 0
+    object_lock_days: int = 0             # every pushed object locked this long (0: no lock), docs/DESIGN.md §3
+    object_lock_mode: str = "governance"  # OBJECT_LOCK_MODES
     request_rate: float | None = None     # requests per second, every method (limits.py)
 
     def resolved_endpoint(self) -> str:
@@ -94,7 +98,13 @@ def validate_endpoint(value: str) -> ValidationError | None:
     value = (value or "").strip()
     if not value:
         return ValidationError("endpoint", "required, e.g. https://s3.us-west-004.backblazeb2.com")
-    parts = urlsplit(value)
+    try:
+        parts = urlsplit(value)
+    except ValueError:  # e.g. an unclosed IPv6 bracket: http://[::1
+        return ValidationError("endpoint", "is not a valid URL, e.g. https://s3.us-west-004.backblazeb2.com "
+                                           "or http://[::1]:9000")
+    if "[" in parts.netloc and not re.fullmatch(r"\[[^\]]+\](:\d*)?", parts.netloc):
+        return ValidationError("endpoint", "is not a valid URL: an IPv6 address is written [::1] or [::1]:9000")
     if parts.scheme not in ("http", "https"):
         return ValidationError("endpoint", "must start with https:// (or http:// for a local test server)")
     # Templates are placeholders for host labels; check the host with a sample value.
@@ -145,6 +155,17 @@ def validate_fingerprint(value: str | None) -> ValidationError | None:
     return None
 
 
+def validate_object_lock(days, mode: str) -> list[ValidationError]:
+    """The Object Lock period (whole days, 0 = off) and mode."""
+    errors = []
+    if isinstance(days, bool) or not isinstance(days, int) or not 0 <= days <= MAX_OBJECT_LOCK_DAYS:
+        errors.append(ValidationError("object_lock_days", f"a whole number of days from 0 (no lock) "
+                                                          f"to {MAX_OBJECT_LOCK_DAYS}"))
+    if mode not in OBJECT_LOCK_MODES:
+        errors.append(ValidationError("object_lock_mode", f"one of {', '.join(OBJECT_LOCK_MODES)}"))
+    return errors
+
+
 def validate_config(cfg: RemoteConfig) -> list[ValidationError]:
     errors = [
         validate_remote_id(cfg.id),
@@ -164,6 +185,7 @@ def validate_config(cfg: RemoteConfig) -> list[ValidationError]:
             errors.append(ValidationError(name, "must be greater than 0"))
     if cfg.min_storage_days < 0:
         errors.append(ValidationError("min_storage_days", "must not be negative"))
+    errors.extend(validate_object_lock(cfg.object_lock_days, cfg.object_lock_mode))
     return [e for e in errors if e is not None]
 
 

@@ -110,6 +110,8 @@ def _run(cfg, result, counters, timeout, write_probe, probe_features):
                 s3 = client(checksum_headers=False)  # the other probes must not fail on this
             _probe_conditional_put(s3, cfg, PROBE_PREFIX + probe_id + "-ifnm", created, result, timeout)
             _probe_delete_objects(s3, cfg, PROBE_PREFIX + probe_id + "-del", created, result, timeout)
+        if probe_features or cfg.object_lock_days:
+            # a lock period is useless without Object Lock on the bucket: always checked then
             _probe_bucket_state(s3, cfg, result)
     finally:
         _cleanup(s3, cfg, created, result, timeout)
@@ -299,12 +301,17 @@ def _delete_hint(failed: dict, cfg) -> str:
     return "Check the key's delete permission."
 
 
+# Storage classes a GET cannot read before the object is restored from the archive.
+ARCHIVE_CLASSES = ("GLACIER", "DEEP_ARCHIVE")
+
+
 def _probe_bucket_state(s3, cfg, result):
+    """Versioning, Object Lock (and its default retention), lifecycle rules that archive objects."""
     features = result.details.setdefault("features", {})
     try:
         status = s3.get_bucket_versioning(Bucket=cfg.bucket).get("Status")
         features["versioning"] = status or "Off"
-        if status == "Enabled":
+        if status == "Enabled" and not cfg.object_lock_days:
             result.add("warning", "Bucket versioning: enabled. Deleted chunks stay stored (and billed) as old "
                                   "versions until a lifecycle rule expires them.")
         else:
@@ -312,29 +319,79 @@ def _probe_bucket_state(s3, cfg, result):
     except Exception as exc:
         features["versioning"] = None
         result.add("info", f"Bucket versioning: could not be read ({_code_or_name(exc)}).")
+    _probe_object_lock(s3, cfg, result, features)
+    _probe_lifecycle(s3, cfg, result, features)
+
+
+def _probe_object_lock(s3, cfg, result, features):
+    code = ""
     try:
         conf = s3.get_object_lock_configuration(Bucket=cfg.bucket).get("ObjectLockConfiguration") or {}
-        enabled = conf.get("ObjectLockEnabled") == "Enabled"
-        features["object_lock"] = enabled
-        if enabled:
-            rule = (conf.get("Rule") or {}).get("DefaultRetention") or {}
-            period = f"{rule['Days']} days" if "Days" in rule else f"{rule['Years']} years" if "Years" in rule else ""
-            retention = f" (default retention {rule.get('Mode', '').lower()} {period})" if rule else ""
-            result.add("warning", f"Object Lock: enabled{retention}. Pruned snapshots and unused chunks "
-                                  "cannot be deleted before their retention ends.")
-        else:
-            result.add("info", "Object Lock: not enabled.")
     except ClientError as exc:
         code, _ = _code_status(exc)
-        if code == "ObjectLockConfigurationNotFoundError":
-            features["object_lock"] = False
-            result.add("info", "Object Lock: not enabled.")
-        else:
-            features["object_lock"] = None
-            result.add("info", f"Object Lock: could not be read ({code}).")
+        conf = None
     except Exception as exc:
+        code, conf = _code_or_name(exc), None
+    if conf is None and code != "ObjectLockConfigurationNotFoundError":
         features["object_lock"] = None
-        result.add("info", f"Object Lock: could not be read ({_code_or_name(exc)}).")
+        result.add("warning" if cfg.object_lock_days else "info", f"Object Lock: could not be read ({code}).")
+        return
+    enabled = bool(conf) and conf.get("ObjectLockEnabled") == "Enabled"
+    features["object_lock"] = enabled
+    if not enabled:
+        if cfg.object_lock_days:
+            result.add("error", f"Object Lock days: the bucket '{cfg.bucket}' has no Object Lock, so pushes "
+                                f"cannot lock objects for {cfg.object_lock_days} days. Object Lock can only be "
+                                "turned on when a bucket is created: use a new bucket with Object Lock, "
+                                "or set Object Lock days to 0.")
+        else:
+            result.add("info", "Object Lock: not enabled.")
+        return
+    rule = (conf.get("Rule") or {}).get("DefaultRetention") or {}
+    period = f"{rule['Days']} days" if "Days" in rule else f"{rule['Years']} years" if "Years" in rule else ""
+    features["default_retention"] = f"{rule.get('Mode', '').lower()} {period}".strip() or None
+    retention = (f"default retention {rule.get('Mode', '').lower()} {period}" if rule
+                 else "no default retention")
+    if cfg.object_lock_days:
+        result.add("ok", f"Object Lock: enabled ({retention}); every pushed object is locked "
+                         f"{cfg.object_lock_days} days ({cfg.object_lock_mode}).")
+    else:
+        result.add("warning", f"Object Lock: enabled ({retention}). Pruned snapshots and unused chunks "
+                              "cannot be deleted before their retention ends.")
+
+
+def _probe_lifecycle(s3, cfg, result, features):
+    try:
+        rules = s3.get_bucket_lifecycle_configuration(Bucket=cfg.bucket).get("Rules") or []
+    except ClientError as exc:
+        code, _ = _code_status(exc)
+        if code == "NoSuchLifecycleConfiguration":
+            features["archive_rules"] = []
+            result.add("info", "Lifecycle rules: none.")
+        else:
+            features["archive_rules"] = None
+            result.add("info", f"Lifecycle rules: could not be read ({code}).")
+        return
+    except Exception as exc:
+        features["archive_rules"] = None
+        result.add("info", f"Lifecycle rules: could not be read ({_code_or_name(exc)}).")
+        return
+    archiving = []
+    for rule in rules:
+        if rule.get("Status") != "Enabled":
+            continue
+        for t in (rule.get("Transitions") or []) + (rule.get("NoncurrentVersionTransitions") or []):
+            if t.get("StorageClass") in ARCHIVE_CLASSES:
+                when = (f"after {t['Days']} days" if "Days" in t else f"after {t['NoncurrentDays']} days "
+                        "as an old version" if "NoncurrentDays" in t else f"from {t.get('Date')}")
+                archiving.append(f"rule '{rule.get('ID') or '(no ID)'}' moves objects to {t['StorageClass']} {when}")
+    features["archive_rules"] = archiving
+    if archiving:
+        result.add("warning", "Lifecycle rules: " + "; ".join(archiving) + ". Objects in GLACIER or "
+                   "DEEP_ARCHIVE cannot be read at once, so pull and restore fail on them; remove the rule "
+                   "or use GLACIER_IR (instant retrieval).")
+    else:
+        result.add("info", f"Lifecycle rules: {len(rules)}, none moves objects to an archive class.")
 
 
 def _cleanup(s3, cfg, created, result, timeout):

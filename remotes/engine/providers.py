@@ -118,8 +118,16 @@ def provider_label(provider: str) -> str:
     return get_preset(provider).label
 
 
+def endpoint_host(endpoint: str) -> str:
+    """The lower-case host of an endpoint URL; '' if it has none or is malformed (`http://[::1`)."""
+    try:
+        return (urlsplit(endpoint.strip()).hostname or "").lower()
+    except ValueError:
+        return ""
+
+
 def detect_provider(endpoint: str) -> str:
-    host = (urlsplit(endpoint.strip()).hostname or "").lower()
+    host = endpoint_host(endpoint)
     if host.endswith(".backblazeb2.com"):
         return "b2"
     if host.endswith(".wasabisys.com"):
@@ -134,7 +142,7 @@ def detect_provider(endpoint: str) -> str:
 def region_from_endpoint(endpoint: str) -> str | None:
     """The region a known provider's endpoint names, e.g. B2
     https://s3.us-west-004.backblazeb2.com -> us-west-004; R2 -> auto."""
-    host = (urlsplit(endpoint.strip()).hostname or "").lower()
+    host = endpoint_host(endpoint)
     if not host or "{{" in endpoint:
         return None
     if host.endswith(".r2.cloudflarestorage.com"):

@@ -6,11 +6,12 @@ Every failure is raised as SyncError naming the object key and the S3 error.
 """
 from __future__ import annotations
 
+import base64
+import hashlib
+import time
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterable, Iterator
-
-import time
 
 from botocore.exceptions import (BotoCoreError, ClientError, ConnectionClosedError, IncompleteReadError,
                                  ReadTimeoutError, ResponseStreamingError)
@@ -82,20 +83,49 @@ class Bucket:
         turns it off); 412 PreconditionFailed means the object is already
         there, which is fine for content-addressed chunks: (False, "").
         """
+        resp = self._put(rel, data, if_absent)
+        return (True, resp.get("ETag", "").strip('"')) if resp is not None else (False, "")
+
+    def put_locked(self, rel: str, data: bytes, until: datetime, mode: str,
+                   if_absent: bool = False) -> tuple[bool, str | None]:
+        """Upload an object under Object Lock until `until` (mode GOVERNANCE or COMPLIANCE);
+        returns (written, version id). S3 requires Content-MD5 (or a checksum) on such a PUT."""
+        try:
+            resp = self._put(rel, data, if_absent, ObjectLockMode=mode.upper(), ObjectLockRetainUntilDate=until,
+                             ContentMD5=base64.b64encode(hashlib.md5(data, usedforsecurity=False).digest()).decode())
+        except SyncError as exc:
+            if exc.code == "InvalidRequest" and "objectlock" in str(exc).lower().replace(" ", ""):
+                raise SyncError(f"{exc}. The remote locks objects (Object Lock days) but bucket '{self.bucket}' "
+                                "has no Object Lock: use a bucket created with Object Lock, or set the remote's "
+                                "Object Lock days to 0", key=exc.key, code=exc.code) from exc
+            raise
+        return (True, resp.get("VersionId")) if resp is not None else (False, None)
+
+    def _put(self, rel: str, data: bytes, if_absent: bool, **extra) -> dict | None:
+        """PutObject; None when if_absent and the object is already there (412)."""
         args = dict(Bucket=self.bucket, Key=self.key(rel), Body=data,
-                    ContentType="application/octet-stream")
+                    ContentType="application/octet-stream", **extra)
         if if_absent and not self.skip_if_none_match:
             args["IfNoneMatch"] = "*"
         try:
-            resp = self.client.put_object(**args)
+            return self.client.put_object(**args)
         except ClientError as exc:
             code, _ = _error_code(exc)
             if if_absent and code in ("PreconditionFailed", "412"):
-                return False, ""
+                return None
             raise self._error("PUT", rel, exc) from exc
         except BotoCoreError as exc:
             raise self._error("PUT", rel, exc) from exc
-        return True, resp.get("ETag", "").strip('"')
+
+    def extend_lock(self, rel: str, version: str | None, until: datetime, mode: str) -> None:
+        """PutObjectRetention: keep this version (the current one when None) locked until `until`."""
+        args = dict(Bucket=self.bucket, Key=self.key(rel), Retention={"Mode": mode.upper(), "RetainUntilDate": until})
+        if version:
+            args["VersionId"] = version
+        try:
+            self.client.put_object_retention(**args)
+        except (ClientError, BotoCoreError) as exc:
+            raise self._error("PutObjectRetention", rel, exc) from exc
 
     def get(self, rel: str) -> bytes:
         for attempt in range(1, BODY_ATTEMPTS + 1):
@@ -179,19 +209,25 @@ class Bucket:
                 return
             args["ContinuationToken"] = token
 
-    def delete_many(self, rels: Iterable[str]) -> list[tuple[str, str, str]]:
+    def delete_many(self, rels: Iterable[str], versions: dict[str, str] | None = None) -> list[tuple[str, str, str]]:
         """Delete objects; returns the failures as (rel, code, message).
 
         DeleteObjects in batches of 1000, reading the per-key Errors (HTTP 200
         does not mean every key was deleted); with the provider quirk, one
-        DELETE per object. A missing object counts as deleted.
+        DELETE per object. A missing object counts as deleted. With a version
+        id in `versions` that version is deleted for good (in a versioned bucket
+        a plain delete only hides the object behind a delete marker).
         """
         rels = list(rels)
+        versions = versions or {}
         failures: list[tuple[str, str, str]] = []
+
+        def target(rel):
+            return {"Key": self.key(rel), **({"VersionId": versions[rel]} if versions.get(rel) else {})}
         if self.delete_via_delete_object:
             for rel in rels:
                 try:
-                    self.client.delete_object(Bucket=self.bucket, Key=self.key(rel))
+                    self.client.delete_object(Bucket=self.bucket, **target(rel))
                 except (ClientError, BotoCoreError) as exc:
                     code, msg = _error_code(exc)
                     if code not in ("NoSuchKey", "404"):
@@ -202,7 +238,7 @@ class Bucket:
             try:
                 resp = self.client.delete_objects(
                     Bucket=self.bucket,
-                    Delete={"Objects": [{"Key": self.key(r)} for r in batch], "Quiet": True})
+                    Delete={"Objects": [target(r) for r in batch], "Quiet": True})
             except (ClientError, BotoCoreError) as exc:
                 code, msg = _error_code(exc)
                 failures.extend((r, code, msg) for r in batch)

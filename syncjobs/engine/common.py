@@ -42,6 +42,9 @@ class SyncResult:
     deferred_chunks: int = 0
     deferred_bytes: int = 0
     deferred_until: float | None = None
+    deferred_snapshots: list[str] = field(default_factory=list)  # vanished, removal waits for a lock
+    deferred_files: int = 0             # other files whose deletion waits for a lock
+    locks_extended: int = 0             # Object Lock retentions extended (one request each)
     reconciled: bool = False
     no_snapshot_warning: str = ""       # pull: chunk objects but no snapshot manifest
     requests: dict = field(default_factory=dict)

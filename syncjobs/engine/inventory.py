@@ -8,6 +8,11 @@ them into memory) with three tables:
                                                    (marker, snapshot files)
     meta(k, v)                                     reconciled_at, owner uuid, ...
 
+Both object tables also keep `lock_until` and `version` for a remote with
+Object Lock: when the lock of the version we wrote ends (epoch; NULL when not
+known) and its version id, so a run knows without a request which locks to
+extend and which deletions must wait (docs/DESIGN.md §3).
+
 `uploaded` is when the object was written (from the listing's LastModified or
 our PUT), which min-storage-days deferral needs. `md5` is the content MD5
 when known (our PUT, or a listing ETag that is a plain MD5), so an unchanged
@@ -39,6 +44,9 @@ CREATE TABLE IF NOT EXISTS files (rel TEXT PRIMARY KEY, size INTEGER NOT NULL, m
                                   uploaded REAL NOT NULL) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS meta (k TEXT PRIMARY KEY, v TEXT) WITHOUT ROWID;
 """
+# Added for Object Lock; ALTERed into inventories written before.
+_LOCK_COLUMNS = (("lock_until", "REAL"), ("version", "TEXT"))
+_TABLE_KEY = {"chunks": "digest", "files": "rel"}
 
 
 def chunk_rel(digest_hex: str) -> str:
@@ -86,6 +94,11 @@ class Inventory:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=NORMAL")
         self.db.executescript(_SCHEMA)
+        for table in _TABLE_KEY:
+            have = {row[1] for row in self.db.execute(f"PRAGMA table_info({table})")}
+            for column, kind in _LOCK_COLUMNS:
+                if column not in have:
+                    self.db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     @classmethod
     def for_remote(cls, directory: str | os.PathLike, bucket: str, prefix: str,
@@ -147,7 +160,9 @@ class Inventory:
         """Record chunks as (digest hex, uploaded epoch, size); one transaction."""
         with self._lock:
             self.db.execute("BEGIN")
-            self.db.executemany("INSERT OR REPLACE INTO chunks VALUES (?,?,?)",
+            # an upsert: a chunk recorded again keeps its lock
+            self.db.executemany("INSERT INTO chunks (digest, uploaded, size) VALUES (?,?,?) ON CONFLICT(digest) "
+                                "DO UPDATE SET uploaded=excluded.uploaded, size=excluded.size",
                                 ((bytes.fromhex(d), t, n) for d, t, n in items))
             self.db.execute("COMMIT")
 
@@ -178,7 +193,9 @@ class Inventory:
 
     def add_file(self, rel: str, size: int, md5: str | None, uploaded: float) -> None:
         with self._lock:
-            self.db.execute("INSERT OR REPLACE INTO files VALUES (?,?,?,?)", (rel, size, md5, uploaded))
+            self.db.execute("INSERT INTO files (rel, size, md5, uploaded) VALUES (?,?,?,?) ON CONFLICT(rel) "
+                            "DO UPDATE SET size=excluded.size, md5=excluded.md5, uploaded=excluded.uploaded",
+                            (rel, size, md5, uploaded))
 
     def remove_files(self, rels: Iterable[str]) -> None:
         with self._lock:
@@ -196,6 +213,40 @@ class Inventory:
             rows = self.db.execute("SELECT rel FROM files WHERE rel LIKE '%/index.json.blob'").fetchall()
         return sorted(r for (r,) in rows)
 
+    # -- Object Lock ------------------------------------------------------------
+    @staticmethod
+    def _key(table: str, key: str):
+        return bytes.fromhex(key) if table == "chunks" else key
+
+    def set_locks(self, table: str, items: Iterable[tuple[str, float, str | None]]) -> None:
+        """Record (digest hex or rel, lock until epoch, version id or None) of objects in the
+        inventory; a None version keeps the one known."""
+        with self._lock:
+            self.db.execute("BEGIN")
+            self.db.executemany(f"UPDATE {table} SET lock_until=?, version=coalesce(?, version) "
+                                f"WHERE {_TABLE_KEY[table]}=?",
+                                ((t, v, self._key(table, k)) for k, t, v in items))
+            self.db.execute("COMMIT")
+
+    def locks(self, table: str, keys: Iterable[str]) -> dict[str, tuple[float | None, str | None]]:
+        """{key: (lock_until, version)} of the given objects that are in the inventory."""
+        out = {}
+        with self._lock:
+            cur = self.db.cursor()
+            for k in keys:
+                row = cur.execute(f"SELECT lock_until, version FROM {table} WHERE {_TABLE_KEY[table]}=?",
+                                  (self._key(table, k),)).fetchone()
+                if row:
+                    out[k] = row
+        return out
+
+    def locks_due(self, table: str, before: float) -> list[tuple[str, str | None]]:
+        """(key, version) of every object whose lock ends before `before` or is not known."""
+        with self._lock:
+            rows = self.db.execute(f"SELECT {_TABLE_KEY[table]}, version FROM {table} "
+                                   "WHERE lock_until IS NULL OR lock_until < ?", (before,)).fetchall()
+        return [(k.hex() if table == "chunks" else k, v) for k, v in rows]
+
     # -- reconcile --------------------------------------------------------------
     def reconcile(self, bucket, now: float | None = None) -> ReconcileStats:
         """Replace the inventory with a full listing of the remote prefix."""
@@ -208,6 +259,10 @@ class Inventory:
                 db.execute("CREATE TEMP TABLE IF NOT EXISTS new_chunks "
                            "(digest BLOB PRIMARY KEY, uploaded REAL, size INTEGER) WITHOUT ROWID")
                 db.execute("DELETE FROM new_chunks")
+                # the locks we set are not in a listing: keep them for the objects still there
+                db.execute("DROP TABLE IF EXISTS temp.old_file_locks")
+                db.execute("CREATE TEMP TABLE old_file_locks AS SELECT rel, lock_until, version FROM files "
+                           "WHERE lock_until IS NOT NULL OR version IS NOT NULL")
                 db.execute("DELETE FROM files")
                 batch = []
                 for info in bucket.list_info(""):
@@ -217,7 +272,7 @@ class Inventory:
                         batch.append((bytes.fromhex(digest), ts, info.size))
                         nchunks += 1
                     elif not info.rel.startswith(CHUNKS_DIR):
-                        db.execute("INSERT OR REPLACE INTO files VALUES (?,?,?,?)",
+                        db.execute("INSERT OR REPLACE INTO files (rel, size, md5, uploaded) VALUES (?,?,?,?)",
                                    (info.rel, info.size, etag_md5(info.etag), ts))
                         nfiles += 1
                     if len(batch) >= 10000:
@@ -228,8 +283,18 @@ class Inventory:
                                   "(SELECT digest FROM new_chunks)").fetchone()[0]
                 found = db.execute("SELECT count(*) FROM new_chunks WHERE digest NOT IN "
                                    "(SELECT digest FROM chunks)").fetchone()[0]
+                db.execute("DROP TABLE IF EXISTS temp.old_chunk_locks")
+                db.execute("CREATE TEMP TABLE old_chunk_locks AS SELECT digest, lock_until, version FROM chunks "
+                           "WHERE lock_until IS NOT NULL OR version IS NOT NULL")
                 db.execute("DELETE FROM chunks")
-                db.execute("INSERT INTO chunks SELECT digest, uploaded, size FROM new_chunks")
+                db.execute("INSERT INTO chunks (digest, uploaded, size, lock_until, version) "
+                           "SELECT n.digest, n.uploaded, n.size, o.lock_until, o.version FROM new_chunks n "
+                           "LEFT JOIN old_chunk_locks o ON o.digest = n.digest")
+                db.execute("UPDATE files SET (lock_until, version) = (SELECT lock_until, version FROM "
+                           "old_file_locks o WHERE o.rel = files.rel) "
+                           "WHERE rel IN (SELECT rel FROM old_file_locks)")
+                db.execute("DROP TABLE temp.old_chunk_locks")
+                db.execute("DROP TABLE temp.old_file_locks")
                 db.execute("DELETE FROM new_chunks")
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('reconciled_at', ?)",
                            (str(now if now is not None else time.time()),))

@@ -9,11 +9,20 @@ Requests: the inventory tells what the remote holds, so a run that finds
 nothing new costs one GET (the ownership marker); new data costs one PUT per
 new object. A full listing happens only on reconcile (first run, on request,
 after `reconcile_interval_days`, or when the marker/owner changed).
+
+Object Lock (docs/DESIGN.md §3): with `lock_days`, every object is written
+locked until upload + lock_days, and each run extends (PutObjectRetention, one
+request per object) the locks that end within the margin of the objects the
+kept snapshots need; the inventory keeps each lock's end, so a run with no
+lock due makes no extra request. A deletion the lock forbids is deferred and
+listed, and done by the first run after the lock ends (by version id, so the
+bytes are really gone).
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +34,7 @@ from datastores.engine.blob import check_blob_crc
 from datastores.engine.errors import CorruptionError, DatastoreError
 from datastores.engine.index import read_index
 from datastores.engine.manifest import Manifest
+from datastores.engine.prune import KeepOptions, PruneItem, compute_prune, prune_mark_kept
 from datastores.engine.report import Reporter
 from datastores.engine.source import check_chunk
 
@@ -32,7 +42,7 @@ from .bucket import Bucket, SyncError
 from .bucket_source import BucketSource
 from .common import (Arrivals, Progress, SyncResult, counters_delta, fmt_bytes, fmt_rate,
                      map_bounded, requests_line)
-from .inventory import Inventory, chunk_rel
+from .inventory import Inventory, chunk_rel, parse_chunk_rel
 from .scope import (LOCAL_ONLY_FILES, MANIFEST_NAME, MARKER_NAME, Scope, parse_snapshot_dir,
                     parse_snapshot_file)
 
@@ -54,7 +64,11 @@ class PushOptions:
     reconcile_interval_days: float | None = 30  # scheduled full listing
     counters: object | None = None      # remotes.engine.client.RequestCounters of the client
     verify_chunks: bool = True          # check CRC/digest of each chunk before upload
-    now: Callable[[], float] = time.time  # injectable clock (min-storage tests)
+    now: Callable[[], float] = time.time  # injectable clock (min-storage and lock tests)
+    lock_days: float = 0                # Object Lock: lock every object written this long (0: off)
+    lock_mode: str = "governance"       # governance | compliance
+    lock_margin_days: float | None = None  # extend locks ending within this (None: lock_days / 3)
+    keep: KeepOptions | None = None     # own remote retention (PBS prune) instead of remove_vanished
 
 
 @dataclass
@@ -75,6 +89,12 @@ def _md5(data: bytes) -> str:
 
 def _fmt_day(ts: float) -> str:
     return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%d")
+
+
+def _fmt_span(times) -> str:
+    times = list(times)
+    first, last = _fmt_day(min(times)), _fmt_day(max(times))
+    return first if first == last else f"{first}..{last}"
 
 
 def check_owner(bucket: Bucket, store_uuid: str, force: bool, reporter: Reporter) -> tuple[bool, bool]:
@@ -120,6 +140,10 @@ class _Pusher:
         self.bad_chunks: dict[str, str] = {}
         self.sent_chunks: set[str] = set()
         self.in_scope_total = 0
+        self.vanished: set[str] = set()  # snapshots remove-vanished removes (or defers): locks not extended
+        self.deferred_files: dict[str, float] = {}         # rel -> when its lock ends
+        self.deferred_chunk_locks: dict[str, float] = {}   # digest -> when its lock ends
+        self.lock_of: dict[str, tuple] = {}                # key -> (lock_until, version) before deleting
 
     # -- main ---------------------------------------------------------------
     def run(self) -> SyncResult:
@@ -141,8 +165,12 @@ class _Pusher:
                 for plan in plans:
                     self.rep.check_abort()
                     self._push_snapshot(pool, plan)
-            if self.opt.remove_vanished:
+            if self.opt.keep is not None and self.opt.keep.any():
+                self._remove_vanished(self._pruned_by_policy())
+            elif self.opt.remove_vanished:
                 self._remove_vanished()
+            if self.opt.lock_days:
+                self._extend_locks()
         finally:
             self._flush_arrivals()
             r.elapsed = time.monotonic() - t0
@@ -205,6 +233,8 @@ class _Pusher:
                 groups.setdefault(r.group_rel_dir, []).append(r)
             refs = [r for g in groups.values() for r in sorted(g, key=lambda r: r.time)[-self.opt.transfer_last:]]
         refs.sort(key=lambda r: (r.time, r.rel_dir))  # oldest first
+        if self.opt.keep is not None and self.opt.keep.any():
+            refs = self._kept_by_policy(refs)
         self.in_scope_total = len(refs)
         plans, unchanged = [], 0
         planned: set[str] = set()
@@ -221,6 +251,19 @@ class _Pusher:
                 plans.append(plan)
                 planned.update(plan.chunks)
         return plans, unchanged
+
+    def _kept_by_policy(self, refs: list) -> list:
+        """The local snapshots the remote retention keeps among them and the remote's own
+        (one it would remove at once is never uploaded)."""
+        candidates = {rd: s for rd, s in self._remote_snapshots().items() if self.scope.contains_path(s)}
+        for ref in refs:
+            candidates[ref.rel_dir] = parse_snapshot_dir(ref.rel_dir)
+        marks = self._policy_marks(candidates)
+        kept = [ref for ref in refs if marks.get(ref.rel_dir, True)]
+        if len(kept) < len(refs):
+            self.rep.log(f"own remote retention: {len(refs) - len(kept)} local snapshots are not uploaded "
+                         "(the bucket's policy would remove them at once)")
+        return kept
 
     def _remote_manifest_matches(self, rel: str, md5: str, data: bytes) -> bool:
         entry = self.inv.file(rel)
@@ -283,11 +326,23 @@ class _Pusher:
                      known=len(digests) - len(missing), repair=synced)
 
     # -- uploading ------------------------------------------------------------
+    def _lock_until(self) -> tuple[float, datetime]:
+        """When a lock set now ends (whole seconds, as S3 keeps it)."""
+        until = math.ceil(self.opt.now() + self.opt.lock_days * DAY)
+        return until, datetime.fromtimestamp(until, timezone.utc)
+
     def _put(self, rel: str, data: bytes, if_absent: bool = False) -> bool:
         if self.opt.limiter is not None:
             self.opt.limiter.consume(len(data))
-        written, etag = self.bucket.put(rel, data, if_absent=if_absent)
-        self.inv.add_file(rel, len(data), _md5(data), self.opt.now())
+        if self.opt.lock_days:
+            until, until_dt = self._lock_until()
+            written, version = self.bucket.put_locked(rel, data, until_dt, self.opt.lock_mode, if_absent=if_absent)
+            self.inv.add_file(rel, len(data), _md5(data), self.opt.now())
+            if written:
+                self.inv.set_locks("files", [(rel, until, version)])
+        else:
+            written, _ = self.bucket.put(rel, data, if_absent=if_absent)
+            self.inv.add_file(rel, len(data), _md5(data), self.opt.now())
         self.result.objects_transferred += 1
         self.result.bytes_transferred += len(data)
         return written
@@ -299,17 +354,25 @@ class _Pusher:
             check_chunk(digest, blob, crc_only_without_key=True)
         if self.opt.limiter is not None:
             self.opt.limiter.consume(len(blob))
-        written, _ = self.bucket.put(chunk_rel(digest), blob, if_absent=True)
-        # a 412 (already there) also proves the remote has it
-        self.arrivals.add((digest, len(blob), written))
+        lock = None
+        if self.opt.lock_days:
+            until, until_dt = self._lock_until()
+            written, version = self.bucket.put_locked(chunk_rel(digest), blob, until_dt, self.opt.lock_mode,
+                                                      if_absent=True)
+            lock = (until, version)
+        else:
+            written, _ = self.bucket.put(chunk_rel(digest), blob, if_absent=True)
+        # a 412 (already there) also proves the remote has it (its lock, if not known, is extended later)
+        self.arrivals.add((digest, len(blob), written, lock))
         return len(blob) if written else 0
 
     def _flush_arrivals(self) -> None:
         items = self.arrivals.drain()
         if items:
             now = self.opt.now()
-            self.inv.add_chunks((d, now, size) for d, size, _ in items)
-            for d, size, written in items:
+            self.inv.add_chunks((d, now, size) for d, size, _, _ in items)
+            self.inv.set_locks("chunks", [(d, *lock) for d, _, written, lock in items if written and lock])
+            for d, size, written, _ in items:
                 self.sent_chunks.add(d)
                 if written:
                     self.result.chunks_transferred += 1
@@ -398,11 +461,33 @@ class _Pusher:
                 out[snap.rel_dir] = snap
         return out
 
-    def _remove_vanished(self) -> None:
+    def _policy_marks(self, candidates: dict[str, object]) -> dict[str, bool]:
+        """Own remote retention: {rel_dir: kept} for snapshots {rel_dir: SnapshotPath}, each group pruned
+        as PBS prunes (datastores.engine.prune)."""
+        groups: dict[tuple, list[PruneItem]] = {}
+        for rd, snap in candidates.items():
+            t = int(datetime.strptime(snap.time, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp())
+            groups.setdefault((snap.ns, snap.group), []).append(PruneItem(rd, t))
+        marks = {}
+        for items in groups.values():
+            for item, mark in compute_prune(items, self.opt.keep):
+                marks[item.key] = prune_mark_kept(mark)
+        return marks
+
+    def _pruned_by_policy(self) -> list[str]:
+        """The remote snapshots in scope the job's own retention removes."""
+        remote = {rd: s for rd, s in self._remote_snapshots().items() if self.scope.contains_path(s)}
+        return sorted(rd for rd, kept in self._policy_marks(remote).items() if not kept)
+
+    def _remove_vanished(self, vanished: list[str] | None = None) -> None:
+        """Remove the remote snapshots in `vanished` (default: those gone locally), their
+        unfinished uploads, then the chunks no snapshot references."""
         r = self.result
         local = {ref.rel_dir for ref in self._local_snapshots()}
         remote = self._remote_snapshots()
-        vanished = sorted(rd for rd, s in remote.items() if self.scope.contains_path(s) and rd not in local)
+        if vanished is None:
+            vanished = sorted(rd for rd, s in remote.items() if self.scope.contains_path(s) and rd not in local)
+        self.vanished = set(vanished)
         removed: list[str] = []
         # files of snapshots whose upload never finished (no manifest) and
         # that are gone locally: nothing will complete them
@@ -412,6 +497,7 @@ class _Pusher:
             if parsed and parsed[0].rel_dir not in remote and parsed[0].rel_dir not in local \
                     and self.scope.contains_path(parsed[0]):
                 leftovers.append(rel)
+        gc_due_before = self.inv.get_meta("gc_due")
         if vanished or leftovers:
             # Chunks they alone used become garbage now: make sure a later run
             # removes them even if this one is killed before it gets there.
@@ -426,13 +512,27 @@ class _Pusher:
             rest = [rel for rd in removed for rel in self.inv.files(rd + "/")]
             r.objects_deleted += len(self._delete_files(rest))
             for rd in removed:
-                self.rep.log(f"removed vanished snapshot {rd}")
+                self.rep.log(f"removed {'pruned' if self.opt.keep is not None else 'vanished'} snapshot {rd}")
             r.snapshots_removed.extend(removed)
+            r.deferred_snapshots = [rd for rd in vanished if rd not in removed and f"{rd}/{MANIFEST_NAME}"
+                                    in self.deferred_files]
+            for rd in r.deferred_snapshots:
+                self.rep.log(f"deferred removal of vanished snapshot {rd} until "
+                             f"{_fmt_day(self.deferred_files[f'{rd}/{MANIFEST_NAME}'])}: Object Lock")
+        done = []
         if leftovers:
             done = self._delete_files(leftovers)
             r.objects_deleted += len(done)
-            self.rep.log(f"removed {len(done)} files of unfinished uploads "
-                         f"of snapshots that no longer exist locally")
+            if done:
+                self.rep.log(f"removed {len(done)} files of unfinished uploads "
+                             f"of snapshots that no longer exist locally")
+        if (vanished or leftovers) and not removed and not done:
+            self.inv.set_meta("gc_due", gc_due_before)  # all of it waits for locks: no new garbage
+        waiting = {rel: t for rel, t in self.deferred_files.items() if not rel.endswith("/" + MANIFEST_NAME)}
+        if waiting:
+            r.deferred_files = len(waiting)
+            self.rep.log(f"deferred deleting {len(waiting)} files of removed snapshots until "
+                         f"{_fmt_span(waiting.values())}: Object Lock")
         due = self.inv.get_meta("gc_due")
         gc_due = due is not None and float(due) <= self.opt.now()
         if removed or leftovers or r.reconciled or gc_due:
@@ -444,42 +544,81 @@ class _Pusher:
     # (invariant 1). The "deleting" mark makes the next run relist the prefix, so the
     # objects it forgot but did not delete are found and removed then (invariant 3).
     def _delete_files(self, rels: list[str]) -> list[str]:
-        """Delete snapshot files; returns the ones deleted."""
+        """Delete snapshot files; returns the ones deleted. Locked ones wait (self.deferred_files)."""
         entries = {rel: self.inv.file(rel) for rel in rels}
+        rels, versions = self._unlocked("files", rels, {r: e.uploaded for r, e in entries.items() if e})
         self.inv.set_meta("deleting", "1")
         self.inv.remove_files(rels)
-        failed = self._report_failures(self.bucket.delete_many(rels))
+        failed = self._report_failures(self.bucket.delete_many(rels, versions), "files")
         self.inv.set_meta("deleting", None)
         for rel in failed:
             if entries.get(rel) is not None:
                 e = entries[rel]
                 self.inv.add_file(rel, e.size, e.md5, e.uploaded)
+                self.inv.set_locks("files", [(rel, *self.lock_of[rel])])
         return [rel for rel in rels if rel not in failed]
 
-    def _delete_chunks(self, entries: list[tuple[str, float, int]]) -> list[str]:
+    def _delete_chunks(self, entries: list[tuple[str, float, int]], versions: dict[str, str]) -> list[str]:
         """Delete chunk objects given as inventory entries; returns the digests deleted."""
         digests = [d for d, _, _ in entries]
         self.inv.set_meta("deleting", "1")
         self.inv.remove_chunks(digests)
-        failed = self._report_failures(self.bucket.delete_many(chunk_rel(d) for d in digests))
+        failed = self._report_failures(self.bucket.delete_many(
+            (chunk_rel(d) for d in digests), {chunk_rel(d): v for d, v in versions.items()}), "chunks")
         self.inv.set_meta("deleting", None)
         self.inv.add_chunks(e for e in entries if chunk_rel(e[0]) in failed)
+        self.inv.set_locks("chunks", [(d, *self.lock_of[d]) for d in digests if chunk_rel(d) in failed])
         return [d for d in digests if chunk_rel(d) not in failed]
 
-    def _report_failures(self, failures) -> set[str]:
-        if failures:
-            self.result.errors.append("could not delete " + self.bucket.describe_failures(failures))
+    def _unlocked(self, table: str, keys: list[str], uploaded: dict[str, float]) -> tuple[list[str], dict]:
+        """The keys whose lock has ended (or that were never locked), and their version ids.
+
+        The others go to self.deferred_files / self.deferred_chunk_locks with the lock's end.
+        A lock not recorded (an object found by a listing) is taken to end lock_days after upload.
+        """
+        now = self.opt.now()
+        locks = self.inv.locks(table, keys)
+        self.lock_of.update(locks)
+        free, versions = [], {}
+        waiting = self.deferred_files if table == "files" else self.deferred_chunk_locks
+        for k in keys:
+            until, version = locks.get(k, (None, None))
+            if until is None and self.opt.lock_days:
+                until = uploaded.get(k, now) + self.opt.lock_days * DAY
+            if until is not None and until > now:
+                waiting[k] = until
+                continue
+            free.append(k)
+            if version:
+                versions[k] = version
+        return free, versions
+
+    def _report_failures(self, failures, table: str) -> set[str]:
+        # With Object Lock, AccessDenied on a delete is a lock we did not know of (set by a default
+        # retention or by hand): the deletion waits like the others, it is no error.
+        locked = [f for f in failures if self.opt.lock_days and f[1] == "AccessDenied"]
+        others = [f for f in failures if f not in locked]
+        retry = self.opt.now() + (self.opt.lock_margin_days or self.opt.lock_days / 3) * DAY
+        for rel, _, _ in locked:
+            if table == "files":
+                self.deferred_files[rel] = retry
+            else:
+                self.deferred_chunk_locks[parse_chunk_rel(rel) or rel] = retry
+        if others:
+            self.result.errors.append("could not delete " + self.bucket.describe_failures(others))
             self.rep.warn(self.result.errors[-1])
         return {f[0] for f in failures}
 
-    def _referenced_chunks(self) -> set[str]:
+    def _referenced_chunks(self, exclude: set[str] = frozenset()) -> set[str]:
         """Digests referenced by any snapshot on the remote (all namespaces,
-        not just the job's scope). Local indexes are used where the local
-        manifest equals the remote one; others are read from the bucket."""
+        not just the job's scope) but those in `exclude`. Local indexes are used
+        where the local manifest equals the remote one; others are read from the bucket."""
         local = {ref.rel_dir: ref for ref in self.store.list_snapshots("", recursive=True) if ref.finished}
         refs: set[str] = set()
         for rel in self.inv.manifests():
             rd = rel.rsplit("/", 1)[0]
+            if rd in exclude:
+                continue
             entry = self.inv.file(rel)
             ref = local.get(rd)
             if ref is not None and entry is not None:
@@ -514,31 +653,84 @@ class _Pusher:
             return
         now = self.opt.now()
         min_age = self.opt.min_storage_days * DAY
-        delete, deferred = [], []
+        candidates, deferred = [], {}  # deferred: digest -> until
         sizes = {}
         for digest, uploaded, size in self.inv.iter_chunks():
             if digest in referenced:
                 continue
+            sizes[digest] = size
             if min_age and now - uploaded < min_age:
-                deferred.append((digest, uploaded))
-                sizes[digest] = size
+                deferred[digest] = uploaded + min_age
             else:
-                delete.append((digest, uploaded, size))
+                candidates.append((digest, uploaded, size))
+        free, versions = self._unlocked("chunks", [d for d, _, _ in candidates],
+                                        {d: t for d, t, _ in candidates})
+        free = set(free)
+        delete = [e for e in candidates if e[0] in free]
         if delete:
-            done = self._delete_chunks(delete)
+            done = self._delete_chunks(delete, versions)
             r.objects_deleted += len(done)
             self.rep.log(f"removed {len(done)} unreferenced chunks")
+        locked = self.deferred_chunk_locks
+        deferred.update(locked)
+        # a deferral may end before the files waiting for a lock: run again then
+        pending = list(deferred.values()) + list(self.deferred_files.values())
+        self.inv.set_meta("gc_due", str(min(pending)) if pending else None)
         if deferred:
-            until = min(t for _, t in deferred) + min_age
-            nbytes = sum(sizes.get(d, 0) for d, _ in deferred)
-            r.deferred_chunks, r.deferred_bytes, r.deferred_until = len(deferred), nbytes, until
-            self.inv.set_meta("gc_due", str(until))
-            last = max(t for _, t in deferred) + min_age
-            span = _fmt_day(until) if _fmt_day(until) == _fmt_day(last) else f"{_fmt_day(until)}..{_fmt_day(last)}"
-            self.rep.log(f"deferred {len(deferred)} chunks ({fmt_bytes(nbytes)}) until {span}: "
-                         f"min storage {self.opt.min_storage_days:g} days")
-        else:
-            self.inv.set_meta("gc_due", None)
+            nbytes = sum(sizes.get(d, 0) for d in deferred)
+            r.deferred_chunks, r.deferred_bytes, r.deferred_until = len(deferred), nbytes, min(deferred.values())
+            why = [f"min storage {self.opt.min_storage_days:g} days"] if len(locked) < len(deferred) else []
+            if locked:
+                why.append(f"Object Lock ({len(locked)})" if why else "Object Lock")
+            self.rep.log(f"deferred {len(deferred)} chunks ({fmt_bytes(nbytes)}) until "
+                         f"{_fmt_span(deferred.values())}: {', '.join(why)}")
+
+    # -- Object Lock ------------------------------------------------------------
+    def _extend_locks(self) -> None:
+        """Extend the locks ending within the margin of every object a kept snapshot needs:
+        its files, and the chunks it references (not those of vanished snapshots, nor garbage)."""
+        r = self.result
+        self.rep.check_abort()
+        margin = self.opt.lock_margin_days if self.opt.lock_margin_days is not None else self.opt.lock_days / 3
+        before = self.opt.now() + margin * DAY
+        targets = []
+        for rel, version in self.inv.locks_due("files", before):
+            parsed = parse_snapshot_file(rel)
+            if rel not in self.deferred_files and not (parsed and parsed[0].rel_dir in self.vanished):
+                targets.append(("files", rel, rel, version))
+        due_chunks = self.inv.locks_due("chunks", before)
+        if due_chunks:
+            try:
+                kept = self._referenced_chunks(exclude=self.vanished)
+            except (DatastoreError, SyncError) as e:
+                r.errors.append(f"not extending chunk locks: cannot read the remote snapshots: {e}")
+                self.rep.warn(r.errors[-1])
+                kept = set()
+            targets += [("chunks", d, chunk_rel(d), v) for d, v in due_chunks if d in kept]
+        if not targets:
+            return
+        until, until_dt = self._lock_until()
+        extended: dict[str, list] = {"files": [], "chunks": []}
+        failures = []
+
+        def extend(target):
+            self.bucket.extend_lock(target[2], target[3], until_dt, self.opt.lock_mode)
+
+        with ThreadPoolExecutor(max_workers=max(1, self.opt.workers), thread_name_prefix="lock") as pool:
+            for target, fut in map_bounded(pool, extend, targets, self.opt.workers * 2):
+                if fut.exception() is None:
+                    extended[target[0]].append((target[1], until, None))
+                else:
+                    failures.append(str(fut.exception()))
+        for table, items in extended.items():
+            self.inv.set_locks(table, items)
+        r.locks_extended = len(extended["files"]) + len(extended["chunks"])
+        self.rep.log(f"extended the Object Lock of {r.locks_extended} objects ({len(extended['chunks'])} chunks) "
+                     f"until {_fmt_day(until)}: {r.locks_extended} PutObjectRetention requests")
+        if failures:
+            r.errors.append(f"could not extend the Object Lock of {len(failures)} objects: {failures[0]}"
+                            + (f" (and {len(failures) - 1} more)" if len(failures) > 1 else ""))
+            self.rep.warn(r.errors[-1])
 
     # -- summary ----------------------------------------------------------------
     def _summary(self) -> str:
@@ -558,6 +750,11 @@ class _Pusher:
             parts.append(f"removed {len(r.snapshots_removed)} snapshots, deleted {r.objects_deleted} objects")
         if r.deferred_chunks:
             parts.append(f"deferred {r.deferred_chunks} chunks ({fmt_bytes(r.deferred_bytes)})")
+        if r.deferred_snapshots or r.deferred_files:
+            parts.append(f"deferred removing {len(r.deferred_snapshots)} snapshots and {r.deferred_files} "
+                         "files (Object Lock)")
+        if r.locks_extended:
+            parts.append(f"extended {r.locks_extended} locks")
         if r.snapshots_failed:
             parts.append(f"{len(r.snapshots_failed)} snapshots failed")
         line = "; ".join(parts)

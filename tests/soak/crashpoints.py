@@ -8,16 +8,23 @@ moto server. The parent SIGKILLs the child at a *kill point*:
 
     event N          the child SIGKILLs itself right before its N-th filesystem
                      mutation (os.replace / rename / unlink / rmdir / utime:
-                     chunk inserts, atomic file writes, removals, GC marks)
+                     chunk inserts, atomic file writes, removals, GC marks;
+                     for push, whose only local writes are its inventory: each
+                     write statement to the inventory's SQLite file)
     request-pre N    the proxy SIGKILLs the child when its N-th request arrives,
                      before forwarding it (the server never sees it)
     request-post N   the proxy forwards the N-th request, the server executes
                      it, then the child is SIGKILLed before it sees the answer
                      (optionally counting only requests of one kind: DELETE, PUT)
-    delay S          the parent SIGKILLs the child S seconds after it is ready
-                     (operations that take only milliseconds are slowed down
-                     evenly for this: the child sleeps a little before each
-                     mutation, so the delay lands between two of them)
+    delay S          the parent SIGKILLs the child S seconds after it is ready.
+                     The run is slowed down evenly so that the kill surely
+                     lands inside it: the child sleeps before each mutation, or
+                     the proxy before each request, one at a time, so the sleeps
+                     alone last longer than S; a run that ends before the kill
+                     is a failure of the harness like any other missed point.
+
+Kill points are seeded: SEED comes from the CRASH_SEED environment variable,
+else from the clock (each run tries other points); every report names it.
 
 Then the harness checks the state left behind:
 
@@ -61,6 +68,10 @@ DAY = 86400
 T0 = 1_790_000_000          # 2026-09-21T...Z, backup times
 PREFIX = "store"
 EVENT_FUNCS = ("replace", "rename", "unlink", "rmdir", "utime")
+SQL_WRITES = ("INSERT", "DELETE", "UPDATE", "REPLACE")
+# CRASH_SEED=N repeats a run's kill points; without it each run tries new ones.
+SEED = int(os.environ.get("CRASH_SEED") or time.time_ns() // 1000 % 1_000_000_000)
+DELAY_MIN_SECONDS = 1.0   # a delay point's run is slowed to last at least this long
 
 
 # -- data: compressible 1 MiB blocks, so stores are tens of MiB but moves are small -------
@@ -325,21 +336,28 @@ def _proxy_class():
             self._kill_at = None
             self._when = "post"
             self._kind = None
+            self._throttle = 0.0
+            self._tlock = threading.Lock()
             self.forwarded = 0
             self.killed_on = None
             super().__init__(upstream_url)
             # a killed client resets its connections: not worth a traceback
             self.server.handle_error = lambda request, client_address: None
 
-        def arm(self, proc, kill_at: int | None, when: str = "post", kind: str | None = None) -> None:
+        def arm(self, proc, kill_at: int | None, when: str = "post", kind: str | None = None,
+                throttle: float = 0.0) -> None:
+            """Kill `proc` at the kill_at-th request (of `kind`); with `throttle`,
+            hold each request that long first, one request at a time."""
             with self._klock:
                 self._victim, self._kill_at, self._when, self._kind = proc, kill_at, when, kind
+                self._throttle = throttle
                 self.forwarded = 0
                 self.killed_on = None
 
         def disarm(self) -> None:
             with self._klock:
                 self._victim = self._kill_at = None
+                self._throttle = 0.0
 
         def _kill(self) -> None:
             try:
@@ -348,6 +366,9 @@ def _proxy_class():
                 pass
 
         def forward(self, method, path, headers, body):
+            if self._throttle:
+                with self._tlock:
+                    time.sleep(self._throttle)
             p, _, q = path.partition("?")
             kind, key = classify(method, p, q)
             hit = False
@@ -375,27 +396,37 @@ def _proxy_class():
 
 def install_event_hook(kill_at: int | None, sleep: float = 0.0):
     """Count filesystem mutations; SIGKILL this process right before the
-    kill_at-th. With `sleep`, pause that long before each one (a slowed run
-    for delay kill points)."""
+    kill_at-th. With `sleep`, pause that long before each one, one at a time
+    (a slowed run for delay kill points). Returns (count, event): `event()`
+    counts one more mutation (for writes that do not go through `os`)."""
     lock = threading.Lock()
     count = [0]
 
-    def wrap(fn):
-        def hooked(*a, **kw):
-            with lock:
-                count[0] += 1
-                n = count[0]
+    def event():
+        with lock:
+            count[0] += 1
+            n = count[0]
             if kill_at is not None and n >= kill_at:
                 os.kill(os.getpid(), signal.SIGKILL)
                 time.sleep(60)
             if sleep:
                 time.sleep(sleep)
+
+    def wrap(fn):
+        def hooked(*a, **kw):
+            event()
             return fn(*a, **kw)
         return hooked
 
     for name in EVENT_FUNCS:
         setattr(os, name, wrap(getattr(os, name)))
-    return count
+    return count, event
+
+
+def hook_sqlite_writes(db, event) -> None:
+    """Count each write statement on `db` (an sqlite3 connection) as a filesystem
+    mutation: the trace callback runs as a statement starts, before it writes."""
+    db.set_trace_callback(lambda sql: event() if sql.lstrip().upper().startswith(SQL_WRITES) else None)
 
 
 def _child_bucket(spec):
@@ -417,7 +448,7 @@ def child_main(spec_path: str) -> int:
     # warm up lazy imports so the hook counts only the operation's own work
     import datastores.engine.backup, datastores.engine.gc, datastores.engine.prune  # noqa: E401,F401
     import syncjobs.engine.push, syncjobs.engine.pull  # noqa: E401,F401
-    count = install_event_hook(spec.get("kill_at_event"), spec.get("event_sleep", 0.0))
+    count, event = install_event_hook(spec.get("kill_at_event"), spec.get("event_sleep", 0.0))
     print("READY", flush=True)
     t = time.monotonic()
     info = {}
@@ -448,6 +479,7 @@ def child_main(spec_path: str) -> int:
         from syncjobs.engine.inventory import Inventory
         from syncjobs.engine.push import PushOptions, push_sync
         with Inventory(spec["inventory"]) as inv:
+            hook_sqlite_writes(inv.db, event)
             res = push_sync(store, bucket, inv, PushOptions(**spec.get("options", {})))
         info.update(ok=res.ok, summary=res.summary, errors=res.errors, failed=res.snapshots_failed)
     elif op == "pull":
@@ -470,13 +502,15 @@ class KillPoint:
     value: float = 0
     kind: str | None = None   # request modes: count only this request kind
     throttle: float = 0.0     # delay mode: seconds the child sleeps before each fs mutation
+    request_throttle: float = 0.0   # delay mode: seconds the proxy holds each request
 
     def __str__(self):
         if self.mode == "none":
             return "no kill"
         v = f"{self.value:.2f}s" if self.mode == "delay" else f"#{int(self.value)}"
         return f"{self.mode} {v}" + (f" ({self.kind})" if self.kind else "") \
-            + (f" (slowed {self.throttle * 1000:.0f} ms/mutation)" if self.throttle else "")
+            + (f" (slowed {self.throttle * 1000:.0f} ms/mutation)" if self.throttle else "") \
+            + (f" (slowed {self.request_throttle * 1000:.0f} ms/request)" if self.request_throttle else "")
 
 
 NO_KILL = KillPoint("none")
@@ -556,7 +590,7 @@ def run_child(spec: dict, env: SoakEnv, kill: KillPoint = NO_KILL, timeout: floa
     if kill.mode.startswith("request"):
         env.proxy.arm(proc, int(kill.value), kill.mode.split("-", 1)[1], kill.kind)
     else:
-        env.proxy.arm(proc, None)
+        env.proxy.arm(proc, None, throttle=kill.request_throttle)
     out_lines: list[str] = []
     err_parts: list[str] = []
     ready = threading.Event()
@@ -792,9 +826,9 @@ class GcScenario(Scenario):
 class PushScenario(Scenario):
     """Push with remove-vanished: 4 snapshots are on the remote already, 6 new
     ones go up, one pruned locally is removed remotely (manifest, index, and
-    its own 4 chunks)."""
+    its own 4 chunks). Its filesystem events are the inventory's writes."""
     name = "push"
-    kill_modes = ("request-pre", "request-post", "delay")
+    kill_modes = ("event", "request-pre", "request-post", "delay")
     VANISHED = VM[0]
     PROBE = _img(0, T0 + 20 * DAY)   # same data as VANISHED: the chunks it deleted come back
 
@@ -887,27 +921,35 @@ def calibrate(scenario: Scenario, env: SoakEnv) -> Calibration:
 
 
 def choose_kill_points(scenario: Scenario, cal: Calibration, n: int, seed: int) -> list[KillPoint]:
-    """n seeded kill points, spread over the run, mixing the scenario's modes."""
+    """n seeded kill points, spread over the run: the i-th falls in the i-th slice
+    of it; the scenario's modes are all used (when n allows) in a seeded order."""
     rng = random.Random(seed)
     modes = [m for m in scenario.kill_modes
              if not (m == "event" and cal.events < 2) and not (m.startswith("request") and cal.requests < 2)]
+    order = [modes[i % len(modes)] for i in range(n)]
+    rng.shuffle(order)
     out: list[KillPoint] = []
-    for i in range(n):
-        mode = modes[i % len(modes)]
-        # stratified: the i-th point falls in the i-th slice of the run
+    for i, mode in enumerate(order):
         frac = (i + rng.random()) / n
         if mode == "event":
             out.append(KillPoint("event", max(1, min(cal.events, 1 + int(frac * cal.events)))))
         elif mode.startswith("request"):
             out.append(KillPoint(mode, max(1, min(cal.requests, 1 + int(frac * cal.requests)))))
-        elif cal.seconds < 0.5 and cal.events >= 2:
-            # a run of milliseconds: slow each mutation down so a delay lands between two
-            throttle = round(0.5 / cal.events, 4)
-            out.append(KillPoint("delay", round(frac * (cal.seconds + cal.events * throttle), 3),
-                                 throttle=throttle))
         else:
-            out.append(KillPoint("delay", round(frac * cal.seconds, 3)))
+            out.append(delay_point(cal, frac))
     return out
+
+
+def delay_point(cal: Calibration, frac: float) -> KillPoint:
+    """A delay that surely lands inside the run: the more numerous of its steps
+    (mutations or requests) is slowed so that their sleeps, taken one at a time,
+    last `budget`; the kill comes at frac * 90 % of that."""
+    budget = max(DELAY_MIN_SECONDS, 2 * cal.seconds)
+    if cal.requests >= cal.events:
+        throttle = round(budget / cal.requests, 4)
+        return KillPoint("delay", round(frac * 0.9 * budget, 3), request_throttle=throttle)
+    throttle = round(budget / cal.events, 4)
+    return KillPoint("delay", round(frac * 0.9 * budget, 3), throttle=throttle)
 
 
 def run_case(scenario: Scenario, kill: KillPoint, env: SoakEnv, keep: bool = False) -> CaseResult:

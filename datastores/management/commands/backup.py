@@ -1,6 +1,10 @@
+import os
+
 from django.core.management.base import BaseCommand
 
 from datastores.cliutil import load_key_or_exit, progress_hook, store_or_exit
+from datastores.engine.backup import parse_archive_specs
+from datastores.engine.datastore import validate_backup_id, validate_backup_type, validate_ns
 from datastores.engine.errors import DatastoreError
 from pbsweb.cli import finish_task, usage_error
 from pbsweb.worker import run
@@ -21,8 +25,6 @@ class Command(BaseCommand):
         parser.add_argument("--backup-time", default=None)
 
     def handle(self, *args, store, archives, backup_type, backup_id, ns, keyfile, backup_time, **opts):
-        from datastores.engine.backup import _check_archives
-        from datastores.engine.datastore import validate_backup_id, validate_backup_type, validate_ns
         cfg, eng = store_or_exit(store)
         try:
             validate_backup_type(backup_type, "type")
@@ -30,16 +32,8 @@ class Command(BaseCommand):
             validate_ns(ns, "ns")
         except DatastoreError as e:
             raise usage_error(str(e)) from None
-        pairs = []
-        for spec in archives:
-            name, sep, path = spec.partition(":")
-            if not sep or not path:
-                raise usage_error(f"archive: {spec!r} is not of the form NAME.tar:PATH or NAME.img:PATH")
-            if "\0" in spec:
-                raise usage_error(f"archive: {spec!r} contains a NUL byte")
-            pairs.append((name, path))
         try:
-            _check_archives(pairs)
+            pairs = parse_archive_specs(archives)
         except DatastoreError as e:
             raise usage_error(str(e)) from None
         if backup_time is not None:
@@ -50,7 +44,6 @@ class Command(BaseCommand):
             except ValueError:
                 raise usage_error(f"backup-time: {backup_time!r} is not a positive epoch time") from None
         crypt = load_key_or_exit(keyfile) if keyfile else None
-        import os
         args = {"store": store, "backup_type": backup_type, "backup_id": backup_id, "ns": ns,
                 "archives": [[n, os.path.abspath(p)] for n, p in pairs], "backup_time": backup_time}
         group = f"{ns}/" if ns else ""

@@ -1,10 +1,10 @@
-"""Access control as `proxmox-backup-manager acl` (DESIGN §8):
+"""Access control as `proxmox-backup-manager acl`:
 
-    acl update PATH ROLE --auth-id USER@REALM [--propagate true|false] [--delete]
+    acl update PATH ROLE --auth-id USER@REALM[!TOKEN] [--propagate true|false] [--delete]
     acl list [--output-format json]
 
-An API token acts with its user's privileges; this version keeps no ACL entries of its own
-for a token, so --auth-id USER@REALM!TOKEN is refused with that explanation.
+A token holds what its own entries grant and its user holds too (PBS privilege separation),
+so a host's token is enrolled with a role for the user and the same role for the token.
 """
 import re
 
@@ -13,7 +13,15 @@ from django.core.management.base import BaseCommand
 from pbsweb.access import ROLES
 from pbsweb.cli import add_output_format, print_output, usage_error
 from pbsweb.management.commands.user import existing_user
-from pbsweb.models import AclEntry
+from pbsweb.models import AclEntry, ApiToken
+
+def existing_token(auth_id: str) -> ApiToken:
+    username, _, name = auth_id.partition("!")
+    token = ApiToken.objects.filter(user__username=username, name=name).first()
+    if token is None:
+        raise usage_error(f"auth-id: token '{auth_id}' does not exist (user generate-token {username} {name})")
+    return token
+
 
 PATH_RE = re.compile(r"^/([A-Za-z0-9_.-]+(/[A-Za-z0-9_.-]+)*)?$")
 
@@ -33,8 +41,8 @@ class Command(BaseCommand):
 
     def handle(self, *args, action, **opts):
         if action == "list":
-            items = [{"path": e.path, "ugid": e.user.username, "roleid": e.role, "propagate": e.propagate}
-                     for e in AclEntry.objects.select_related("user").order_by("path", "user__username", "role")]
+            items = [{"path": e.path, "ugid": e.auth_id, "roleid": e.role, "propagate": e.propagate}
+                     for e in AclEntry.objects.select_related("user", "token__user").order_by("path", "role")]
             keys = ["path", "ugid", "roleid", "propagate"]
             print_output(self.stdout, opts["output_format"], keys, keys, items)
             return
@@ -43,16 +51,13 @@ class Command(BaseCommand):
             raise usage_error(f"path: {path!r} is not an ACL path such as / or /datastore/store1")
         if role not in ROLES:
             raise usage_error(f"role: {role!r} is not one of {', '.join(ROLES)}")
-        if "!" in auth_id:
-            raise usage_error(f"auth-id: {auth_id!r} is a token; in this version a token has exactly its "
-                              f"user's privileges, so grant the role to {auth_id.split('!')[0]}")
-        user = existing_user(auth_id, "auth-id")
+        holder = {"token": existing_token(auth_id)} if "!" in auth_id else {"user": existing_user(auth_id, "auth-id")}
         if opts["delete"]:
-            deleted, _ = AclEntry.objects.filter(path=path, user=user, role=role).delete()
+            deleted, _ = AclEntry.objects.filter(path=path, role=role, **holder).delete()
             if not deleted:
                 raise usage_error(f"auth-id: {auth_id} has no role {role} on {path}")
             self.stdout.write(f"removed {role} on {path} for {auth_id}")
             return
-        AclEntry.objects.update_or_create(path=path, user=user, role=role,
+        AclEntry.objects.update_or_create(path=path, role=role, **holder,
                                           defaults={"propagate": opts["propagate"] == "true"})
         self.stdout.write(f"granted {role} on {path} to {auth_id}")

@@ -20,7 +20,8 @@ from remotes.tasks import run_connection_test
 OPTION = {"remote_id": "id", "endpoint": "--endpoint", "bucket": "--bucket", "region": "--region",
           "access_key": "--access-key", "secret_key": "--secret-key", "provider": "--provider",
           "tls_fingerprint": "--fingerprint", "ca_bundle": "--ca-bundle", "min_storage_days": "--min-storage-days",
-          "path_style": "--path-style", "comment": "--comment"}
+          "path_style": "--path-style", "comment": "--comment", "object_lock_days": "--object-lock-days",
+          "object_lock_mode": "--object-lock-mode"}
 BOOL_OPTIONS = ("path_style", "skip_if_none_match", "delete_via_delete_object", "no_checksum_headers")
 
 
@@ -47,6 +48,8 @@ def _add_settings(parser, create: bool):
     parser.add_argument("--ca-bundle", metavar="FILE", help="PEM file with the CA certificate ('' to clear)")
     parser.add_argument("--fingerprint", help="SHA-256 fingerprint of the server certificate")
     parser.add_argument("--min-storage-days")
+    parser.add_argument("--object-lock-days", metavar="N", help="lock every pushed object N days (0: off)")
+    parser.add_argument("--object-lock-mode", metavar="governance|compliance")
     parser.add_argument("--request-rate", metavar="N", help="requests per second, every method ('' = no limit)")
     for cls in "abc":
         parser.add_argument(f"--daily-cap-class-{cls}", metavar="N", help=f"class {cls.upper()} requests a day")
@@ -103,6 +106,13 @@ class Command(BaseCommand):
                 values["min_storage_days"] = int(opts["min_storage_days"])
             except ValueError:
                 raise usage_error(f"--min-storage-days: expected a whole number of days, not '{opts['min_storage_days']}'")
+        if opts.get("object_lock_days") is not None:
+            try:
+                values["object_lock_days"] = int(opts["object_lock_days"])
+            except ValueError:
+                raise usage_error(f"--object-lock-days: expected a whole number of days, not '{opts['object_lock_days']}'")
+        if opts.get("object_lock_mode") is not None:
+            values["object_lock_mode"] = opts["object_lock_mode"].strip().lower()
         values.update({name: opts[name] for name in LIMIT_FIELDS if opts.get(name) is not None})  # checked by save_remote
         if opts.get("ca_bundle") is not None:
             if opts["ca_bundle"] == "":

@@ -6,7 +6,7 @@ from pbsweb.cli import (acting_user, add_auth_id, add_output_format, box_table, 
                         print_output, usage_error)
 from pbsweb.errors import UserError
 from syncjobs.forms import SyncJobForm, form_data_from_api, job_edit_data
-from syncjobs.models import SyncJob
+from syncjobs.models import KEEP_FIELDS, SyncJob
 from syncjobs.serializers import job_to_json
 from syncjobs.services import remove_sync_job, save_sync_job
 from syncjobs.plan import job_plan, plan_rows
@@ -28,7 +28,8 @@ OPTIONS = [  # (flag, dest, help)
     ("--force", "force", "true|false: take over a prefix owned by another datastore"),
     ("--enabled", "enabled", "true|false"),
     ("--comment", "comment", "comment"),
-]
+] + [(f"--{name.replace('_', '-')}", name, "own remote retention (push, instead of --remove-vanished): "
+      f"{name.replace('_', '-')} N for the bucket") for name in KEEP_FIELDS]
 BOOL_FIELDS = ("remove_vanished", "force", "enabled")
 
 
@@ -130,7 +131,8 @@ class Command(BaseCommand):
         data = job_edit_data(job)
         defaults = {"remote-store": "", "schedule": "", "ns": "", "max-depth": "", "group-filter": "",
                     "transfer-last": "", "rate-out": "", "burst-out": "", "workers": "",
-                    "comment": "", "remove-vanished": "", "force": ""}
+                    "comment": "", "remove-vanished": "", "force": "",
+                    **{name.replace("_", "-"): "" for name in KEEP_FIELDS}}
         for name in opts.get("delete") or []:
             if name not in defaults:
                 raise usage_error(f"delete: cannot reset '{name}' (one of {', '.join(sorted(defaults))})")

@@ -6,7 +6,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ('syncjobs', '0002_drills'),
+        ('syncjobs', '0003_remote_retention'),
     ]
 
     operations = [

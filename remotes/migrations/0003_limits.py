@@ -5,7 +5,7 @@ from django.db import migrations, models
 class Migration(migrations.Migration):
 
     dependencies = [
-        ("remotes", "0001_initial"),
+        ("remotes", "0002_object_lock"),
     ]
 
     operations = [
