@@ -174,7 +174,7 @@ def job_plan_view(request, job):
     job = get_object_or_404(SyncJob.objects.select_related("store", "remote"), job_id=job)
     remote_path = f"/remote/{job.remote.remote_id}"
     if not has_privilege(request.user, "Remote.Audit", remote_path):
-        return HttpResponseForbidden(f"permission check failed: Remote.Audit on {remote_path}")
+        return forbidden(f"permission check failed: Remote.Audit on {remote_path}")
     ctx = {"job": job}
     try:
         ctx["plan_rows"] = plan_rows(job_plan(job))
