@@ -9,10 +9,11 @@ class RemotesConfig(AppConfig):
         from pbsweb.registry import registry
         from remotes import tasks  # noqa: F401  (registers the task functions)
         from remotes.engine.config import ValidationError
+        from remotes.engine.limits import CapReached
         from remotes.models import Remote
 
         registry.task_type("remotetest", "Remote {id} Test Connection")
-        registry.user_error(ValidationError)
+        registry.user_error(ValidationError, CapReached)
 
         def no_remote_hint(request):
             if Remote.objects.exists():

@@ -5,9 +5,11 @@ from django import forms
 
 from remotes.engine import config as cfg_rules
 from remotes.engine import providers
-from remotes.models import PROVIDER_CHOICES, Remote
+from remotes.models import ON_CAP_CHOICES, PROVIDER_CHOICES, Remote
 
-RESERVED_IDS = {"add"}  # /remotes/add/ is the Add dialog
+RESERVED_IDS = {"add"}
+LIMIT_FIELDS = ("request_rate", "daily_cap_class_a", "daily_cap_class_b", "daily_cap_class_c", "monthly_budget",
+                "on_cap")  # /remotes/add/ is the Add dialog
 
 
 def validate_ca_bundle(pem: str) -> str | None:
@@ -74,7 +76,8 @@ def provider_defaults(provider: str) -> dict:
     """What a new remote of this provider starts with (quirks, minimum storage days)."""
     preset = providers.get_preset(provider)
     values = {"path_style": True, "skip_if_none_match": False, "delete_via_delete_object": False,
-              "no_checksum_headers": True, "min_storage_days": 0}
+              "no_checksum_headers": True, "min_storage_days": 0,
+              "daily_cap_class_a": None, "daily_cap_class_b": None, "daily_cap_class_c": None}
     values.update({k: v for k, v in preset.quirks.items() if k in values})
     return values
 
@@ -108,11 +111,24 @@ class RemoteForm(forms.Form):
     object_lock_mode = forms.ChoiceField(label="Object Lock mode", initial="governance", required=False,
                                          choices=[(m, m.capitalize()) for m in cfg_rules.OBJECT_LOCK_MODES])
     comment = forms.CharField(label="Comment", max_length=255, required=False)
+    request_rate = forms.IntegerField(label="Requests per second", required=False, min_value=1, max_value=100_000,
+                                      help_text="Every method (PUT, GET, HEAD, LIST, DELETE), shared by every job "
+                                                "and drill on this remote. Empty: no limit.")
+    daily_cap_class_a = forms.IntegerField(label="Daily cap, class A", required=False, min_value=0,
+                                           max_value=10**12, help_text="Uploads and deletes per day.")
+    daily_cap_class_b = forms.IntegerField(label="Daily cap, class B", required=False, min_value=0,
+                                           max_value=10**12, help_text="Downloads and HEADs per day.")
+    daily_cap_class_c = forms.IntegerField(label="Daily cap, class C", required=False, min_value=0,
+                                           max_value=10**12, help_text="Listings per day.")
+    monthly_budget = forms.DecimalField(label="Monthly budget (USD)", required=False, min_value=0,
+                                        max_value=10**9, decimal_places=2)
+    on_cap = forms.ChoiceField(label="At a cap", choices=ON_CAP_CHOICES, required=False, initial="stop")
 
     MAIN = ("remote_id", "provider", "endpoint", "bucket", "region", "access_key", "secret_key", "path_style",
             "ca_bundle", "tls_fingerprint", "comment")
     ADVANCED = ("skip_if_none_match", "delete_via_delete_object", "no_checksum_headers", "min_storage_days",
                 "object_lock_days", "object_lock_mode")
+    LIMITS = LIMIT_FIELDS
 
     def __init__(self, *args, instance: Remote | None = None, **kwargs):
         self.instance = instance
@@ -131,6 +147,9 @@ class RemoteForm(forms.Form):
     def advanced_fields(self):
         return [self[name] for name in self.ADVANCED]
 
+    def limit_fields(self):
+        return [self[name] for name in self.LIMITS]
+
     def clean(self):
         data = super().clean()
         if self.errors:
@@ -148,13 +167,28 @@ class RemoteForm(forms.Form):
             data["object_lock_days"] = self.instance.object_lock_days if self.instance is not None else 0
         if not data.get("object_lock_mode"):
             data["object_lock_mode"] = self.instance.object_lock_mode if self.instance is not None else "governance"
+        data["on_cap"] = data.get("on_cap") or "stop"
         for name, message in check_values(data, self.instance).items():
             self.add_error(name, message)
         return data
 
     def values(self) -> dict:
         """The cleaned values for remotes.services.save_remote (an empty secret keeps the stored one)."""
-        return {name: self.cleaned_data[name] for name in self.MAIN + self.ADVANCED}
+        return {name: self.cleaned_data[name] for name in self.MAIN + self.ADVANCED + self.LIMITS}
+
+
+def clean_limits(raw: dict) -> tuple[dict, dict]:
+    """Limit values from the command line or the API ({model field: text}, '' = no limit)
+    -> (model values, {field: error}), by the dialog's own field rules."""
+    values, errors = {}, {}
+    for name, value in raw.items():
+        try:
+            values[name] = RemoteForm.base_fields[name].clean("" if value is None else str(value).strip())
+        except forms.ValidationError as e:
+            errors[name] = e.messages[0]
+    if "on_cap" in values:
+        values["on_cap"] = values["on_cap"] or "stop"
+    return values, errors
 
 
 class ConnectionTestForm(RemoteForm):

@@ -20,6 +20,7 @@ from remotes.engine.config import OBJECT_LOCK_MODES, PROVIDERS, RemoteConfig
 
 PROVIDER_CHOICES = [(key, providers.get_preset(key).label) for key in PROVIDERS]
 USAGE_KINDS = ("get", "put", "head", "delete", "list")
+ON_CAP_CHOICES = [("stop", "Stop the run"), ("pause", "Pause until the window resets")]
 
 
 class Remote(models.Model):
@@ -51,6 +52,14 @@ class Remote(models.Model):
     last_test_message = models.TextField(blank=True)
     last_test_latency_ms = models.FloatField(null=True, blank=True)
     last_test_upid = models.CharField(max_length=512, blank=True)
+    # Request limits (remotes/engine/limits.py): every method, every job and drill on the remote.
+    request_rate = models.PositiveIntegerField("Requests per second", null=True, blank=True)
+    daily_cap_class_a = models.PositiveBigIntegerField("Daily cap, class A", null=True, blank=True)
+    daily_cap_class_b = models.PositiveBigIntegerField("Daily cap, class B", null=True, blank=True)
+    daily_cap_class_c = models.PositiveBigIntegerField("Daily cap, class C", null=True, blank=True)
+    monthly_budget = models.DecimalField("Monthly budget (USD)", max_digits=12, decimal_places=2,
+                                         null=True, blank=True)
+    on_cap = models.CharField("At a cap", max_length=5, choices=ON_CAP_CHOICES, default="stop")
     # Bytes the remote holds; the sync app updates it after each run.
     stored_bytes = models.BigIntegerField(default=0)
     created = models.DateTimeField(auto_now_add=True)
@@ -116,13 +125,22 @@ class Remote(models.Model):
             tls_fingerprint=self.tls_fingerprint or None,
             min_storage_days=self.min_storage_days,
             object_lock_days=self.object_lock_days, object_lock_mode=self.object_lock_mode,
+            request_rate=self.request_rate,
         )
         values.update(overrides)
         return RemoteConfig(**values)
 
-    def client(self, counters=None):
-        """A boto3 S3 client (the one factory: remotes.engine.client.make_s3_client)."""
-        return make_s3_client(self.config(), counters)
+    def client(self, counters=None, guard=None, log=None):
+        """A boto3 S3 client (the one factory: remotes.engine.client.make_s3_client);
+        `guard` (limits.CapGuard, see cap_guard) and `log` (what the throttle says) for runs."""
+        return make_s3_client(self.config(), counters, guard=guard, log=log)
+
+    @property
+    def daily_caps(self) -> dict:
+        return {"A": self.daily_cap_class_a, "B": self.daily_cap_class_b, "C": self.daily_cap_class_c}
+
+    def has_caps(self) -> bool:
+        return any(v is not None for v in self.daily_caps.values()) or self.monthly_budget is not None
 
     def remove_ca_bundle(self) -> None:
         try:

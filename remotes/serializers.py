@@ -11,6 +11,9 @@ def remote_json(r: Remote) -> dict:
         "ca-bundle": bool(r.ca_bundle), "fingerprint": r.tls_fingerprint or None,
         "min-storage-days": r.min_storage_days,
         "object-lock-days": r.object_lock_days, "object-lock-mode": r.object_lock_mode, "comment": r.comment, "stored-bytes": r.stored_bytes,
+        "request-rate": r.request_rate, "daily-cap-class-a": r.daily_cap_class_a,
+        "daily-cap-class-b": r.daily_cap_class_b, "daily-cap-class-c": r.daily_cap_class_c,
+        "monthly-budget": None if r.monthly_budget is None else float(r.monthly_budget), "on-cap": r.on_cap,
         "last-test": None if r.last_test_time is None else {
             "ok": r.last_test_ok, "time": int(r.last_test_time.timestamp()), "message": r.last_test_message,
             "latency-ms": r.last_test_latency_ms, "upid": r.last_test_upid or None},

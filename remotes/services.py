@@ -8,12 +8,12 @@ from django.db.models import ProtectedError
 
 from pbsweb.errors import Conflict, UserError, field_errors
 from remotes.engine.providers import detect_provider, region_from_endpoint
-from remotes.forms import check_values, provider_defaults
+from remotes.forms import LIMIT_FIELDS, check_values, clean_limits, provider_defaults
 from remotes.models import Remote
 
 WRITABLE = ("provider", "endpoint", "bucket", "region", "access_key", "secret_key", "ca_bundle", "tls_fingerprint",
             "comment", "path_style", "skip_if_none_match", "delete_via_delete_object", "no_checksum_headers",
-            "min_storage_days", "object_lock_days", "object_lock_mode")
+            "min_storage_days", "object_lock_days", "object_lock_mode") + LIMIT_FIELDS
 
 
 def save_remote(values: dict, remote: Remote | None = None) -> Remote:
@@ -31,6 +31,9 @@ def save_remote(values: dict, remote: Remote | None = None) -> Remote:
     elif values.get("remote_id", remote.remote_id) != remote.remote_id:
         raise UserError("remote_id", "a remote's ID cannot be changed")
     errors = check_values(values, remote)
+    limits, limit_errors = clean_limits({k: values[k] for k in LIMIT_FIELDS if k in values})
+    values.update(limits)
+    errors.update(limit_errors)
     if errors:
         raise field_errors(errors)
     if remote is None:

@@ -6,6 +6,7 @@ from django.utils import timezone
 
 from remotes.engine import cost
 from remotes.engine.client import format_bytes
+from remotes.engine.limits import CAP_CLASSES, CapGuard
 from remotes.models import USAGE_KINDS, RemoteUsage
 
 CHART_DAYS = 30
@@ -117,3 +118,76 @@ def detail_context(remote) -> dict:
     days = daily_usage(remote)
     return {"chart": chart(days), "cost": cost_view(remote, days),
             "has_usage": any(d["requests"] for d in days)}
+
+
+# -- caps and budget ------------------------------------------------------------------------
+
+def used_today(remote, day: datetime.date | None = None) -> dict:
+    """Requests per cap class (limits.CAP_CLASSES) the remote made on `day` (today)."""
+    day = day or timezone.localdate()
+    sums = RemoteUsage.objects.filter(remote=remote, day=day).aggregate(**{k: Sum(k) for k in USAGE_KINDS})
+    return {cls: sum(int(sums.get(kind.lower()) or 0) for kind in kinds) for cls, kinds in CAP_CLASSES.items()}
+
+
+def month_so_far(remote, today: datetime.date | None = None) -> cost.CostBreakdown:
+    """This month's bill as it stands: the month's requests and egress so far,
+    the bytes stored now for the whole month."""
+    today = today or timezone.localdate()
+    sums = (RemoteUsage.objects.filter(remote=remote, day__gte=today.replace(day=1), day__lte=today)
+            .aggregate(**{k: Sum(k) for k in (*USAGE_KINDS, "bytes_down")}))
+    requests = {kind.upper(): int(sums.get(kind) or 0) for kind in USAGE_KINDS}
+    return cost.monthly_cost(remote.provider or "other", remote.stored_bytes, requests,
+                             int(sums.get("bytes_down") or 0))
+
+
+def cap_guard(remote, log=None, check_abort=None) -> CapGuard | None:
+    """The remote's daily caps and monthly budget for one run (None without any),
+    starting from what the remote used today and this month."""
+    if not remote.has_caps():
+        return None
+    budget = None if remote.monthly_budget is None else float(remote.monthly_budget)
+    prices = cost.price_per_request(remote.provider or "other")
+    spent = 0.0
+    if budget is not None:
+        bill = month_so_far(remote)
+        if bill.total is None or prices is None:
+            if log:
+                log(f"monthly budget of ${budget:,.2f} not enforced: no price list for {remote.provider_label}")
+            budget = None
+        else:
+            spent = bill.total
+    return CapGuard(daily_caps=remote.daily_caps, monthly_budget=budget, on_cap=remote.on_cap,
+                    used_today=used_today(remote), spent_this_month=spent, prices=prices,
+                    remote=remote.remote_id, log=log, check_abort=check_abort)
+
+
+def limits_text(remote, guard: CapGuard | None) -> str:
+    """The remote's request limits for a run's log."""
+    parts = [f"{remote.request_rate} requests/s" if remote.request_rate else "no request rate limit"]
+    if guard is not None:
+        for cls, cap in guard.caps.items():
+            parts.append(f"class {cls} cap {cap:,}/day ({guard.used[cls]:,} used today)")
+        if guard.budget is not None:
+            parts.append(f"budget ${guard.budget:,.2f}/month (${guard.spent:,.2f} so far)")
+        parts.append(f"at a cap: {guard.on_cap}")
+    return "remote limits: " + "; ".join(parts)
+
+
+def caps_reached(remote) -> list[str]:
+    """What the remote has used up: today's caps and this month's budget (for the dashboard)."""
+    if not remote.has_caps():
+        return []
+    out = []
+    action = "runs pause until" if remote.on_cap == "pause" else "runs stop until"
+    used = used_today(remote)
+    for cls, cap in remote.daily_caps.items():
+        if cap is not None and used[cls] >= cap:
+            kinds = "/".join(CAP_CLASSES[cls])
+            out.append(f"Remote '{remote.remote_id}' reached its daily cap of class {cls} requests ({kinds}): "
+                       f"{used[cls]:,} of {cap:,} today; {action} tomorrow.")
+    if remote.monthly_budget is not None:
+        bill = month_so_far(remote)
+        if bill.total is not None and bill.total >= float(remote.monthly_budget):
+            out.append(f"Remote '{remote.remote_id}' reached its monthly budget: {cost.format_usd(bill.total)} "
+                       f"of ${remote.monthly_budget:,.2f}; {action} next month.")
+    return out

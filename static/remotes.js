@@ -28,7 +28,8 @@
       endpoint.value = preset.endpoint;
     }
     const quirks = Object.assign({path_style: true, skip_if_none_match: false,
-      delete_via_delete_object: false, no_checksum_headers: true, min_storage_days: 0}, preset.quirks);
+      delete_via_delete_object: false, no_checksum_headers: true, min_storage_days: 0,
+      daily_cap_class_a: "", daily_cap_class_b: "", daily_cap_class_c: ""}, preset.quirks);
     applyValues(f, quirks);
   }
   function applyValues(f, values) {

@@ -5,10 +5,12 @@
     GET/PUT/DELETE config/sync/<id>  show / update / remove
     GET  admin/sync                  jobs with their last-run state
     POST admin/sync/<id>/run         start a run -> {"data": UPID}
+    GET  admin/sync/<id>/plan        the next run's plan (syncjobs.plan.job_plan)
     GET/POST config/traffic-control, GET/PUT/DELETE config/traffic-control/<rule>
 
 Parameters, errors and CSRF: pbsweb.api.endpoint. Changes to jobs: syncjobs.services.
 """
+from django.core.exceptions import PermissionDenied
 from django.http import QueryDict
 from django.urls import path
 
@@ -17,6 +19,7 @@ from pbsweb.api import endpoint, ok, parse_bool, parse_text
 from pbsweb.errors import NotFound, UserError
 from syncjobs.forms import SyncJobForm, TrafficControlForm, form_data_from_api, job_edit_data, rate_text
 from syncjobs.models import JOB_PRIV, SyncJob, TrafficControlRule
+from syncjobs.plan import job_plan
 from syncjobs.serializers import job_to_json, rule_json
 from syncjobs.services import form_error, remove_sync_job, save_sync_job
 
@@ -88,6 +91,15 @@ def job_delete(request, id):
 def job_run(request, id):
     reconcile = parse_bool(request.params.get("reconcile"), "reconcile", False)
     return ok(_get(id).launch(request.user.username, reconcile=reconcile).upid)
+
+
+@require("Datastore.Audit", _job_path)
+def job_plan_show(request, id):
+    job = _get(id)
+    remote_path = f"/remote/{job.remote.remote_id}"
+    if not has_privilege(request.user, "Remote.Audit", remote_path):  # the plan lists the bucket
+        raise PermissionDenied(f"permission check failed: Remote.Audit on {remote_path}")
+    return ok(job_plan(job))
 
 
 # -- config/traffic-control -----------------------------------------------------------------
@@ -166,6 +178,7 @@ urlpatterns = [
     path("config/sync/<str:id>", endpoint(GET=job_show, PUT=job_update, DELETE=job_delete)),
     path("admin/sync", endpoint(GET=job_list)),
     path("admin/sync/<str:id>/run", endpoint(POST=job_run)),
+    path("admin/sync/<str:id>/plan", endpoint(GET=job_plan_show)),
     path("config/traffic-control", endpoint(GET=rule_list, POST=rule_create)),
     path("config/traffic-control/<str:rule>", endpoint(GET=rule_show, PUT=rule_update, DELETE=rule_delete)),
 ]

@@ -16,7 +16,7 @@ from pbsweb.dashboard import ago
 from pbsweb.models import Task
 from pbsweb.registry import DashboardPanel, registry
 from remotes.models import Remote
-from remotes.usage import cost_view, daily_usage
+from remotes.usage import caps_reached, cost_view, daily_usage
 from syncjobs.drills import drill_status
 from syncjobs.models import SyncJob
 
@@ -188,6 +188,8 @@ def warnings(states: list[RemoteState] | None = None, now=None) -> list[dict]:
             out.append({"level": "error", "kind": "drill-failed", "link": rlink,
                         "text": f"The last restore drill of remote '{remote.remote_id}' failed"
                                 f"{': ' + st.drill['message'] if st.drill.get('message') else ''}{since}."})
+        out += [{"level": "warning", "kind": "remote-cap", "link": rlink, "text": text}
+                for text in caps_reached(remote)]
         min_days = remote.effective_min_storage_days
         if min_days:
             seen = set()

@@ -421,8 +421,13 @@ class DrillJobForm(forms.Form):
     schedule = forms.CharField(label="Schedule", required=False, max_length=128)
     enabled = BoolField(label="Enabled", required=False, initial=True)
     comment = forms.CharField(label="Comment", required=False, max_length=255)
+    budget = forms.CharField(label="Budget per run", required=False, max_length=32,
+                             help_text="Bytes to download per run, e.g. 10GiB: each run verifies the next slice "
+                                       "of the prefix, the whole of it every K runs. Empty: no byte budget.")
+    max_gets = forms.IntegerField(label="GETs per run", required=False, min_value=1, max_value=10**9,
+                                  help_text="Or a number of chunk downloads per run.")
 
-    CLI_NAMES = {"id": "id", "remote_store": "remote-store", "sample_size": "sample"}
+    CLI_NAMES = {"id": "id", "remote_store": "remote-store", "sample_size": "sample", "max_gets": "max-gets"}
 
     def __init__(self, *args, instance=None, **kwargs):
         self.instance = instance
@@ -430,7 +435,8 @@ class DrillJobForm(forms.Form):
             kwargs["initial"] = {"id": instance.job_id, "remote": instance.remote.remote_id,
                                  "remote_store": instance.remote_store, "sample_size": instance.sample_size,
                                  "schedule": instance.schedule, "enabled": instance.enabled,
-                                 "comment": instance.comment}
+                                 "comment": instance.comment, "budget": rate_text(instance.budget_bytes),
+                                 "max_gets": instance.max_gets}
         super().__init__(*args, **kwargs)
         self.fields["remote"].widget.choices = [("", "")] + [
             (r, r) for r in Remote.objects.values_list("remote_id", flat=True)]
@@ -458,6 +464,27 @@ class DrillJobForm(forms.Form):
         value = self.cleaned_data["sample_size"]
         return DEFAULT_DRILL_SAMPLE if value is None else value
 
+    def clean_budget(self):
+        text = self.cleaned_data["budget"]
+        if not (text or "").strip():
+            return None
+        try:
+            value = parse_rate(text.strip())
+        except ValueError:
+            raise forms.ValidationError(f"invalid size {text!r} (e.g. 10GiB, 500MiB)") from None
+        if value is None or value < 1024 * 1024:
+            raise forms.ValidationError("must be at least 1MiB")
+        return int(value)
+
+    def clean(self):
+        data = super().clean()
+        if data.get("budget") and data.get("max_gets"):
+            self.add_error("max_gets", "give a byte budget or a number of GETs, not both")
+        elif (data.get("budget") or data.get("max_gets")) and not data.get("remote_store") \
+                and "remote_store" not in self.errors:
+            self.add_error("remote_store", "a drill on a budget verifies one prefix: name it")
+        return data
+
     def apply(self):
         """The drill with the cleaned values, not saved (syncjobs.services.save_drill saves it)."""
         d = self.cleaned_data
@@ -468,6 +495,9 @@ class DrillJobForm(forms.Form):
         job.schedule = d["schedule"]
         job.enabled = d["enabled"]
         job.comment = d["comment"]
+        if (job.budget_bytes, job.max_gets) != (d["budget"], d["max_gets"]):
+            job.cursor, job.budget_credit, job.runs_per_pass = "", 0, None   # a new budget starts a new pass
+        job.budget_bytes, job.max_gets = d["budget"], d["max_gets"]
         return job
 
 

@@ -129,10 +129,29 @@ class DrillJob(ScheduledJob):
     last_ok = models.BooleanField(null=True, blank=True)
     last_message = models.TextField(blank=True)
     last_bytes = models.BigIntegerField(default=0)
+    # on a budget (syncjobs/engine/drill_budget.py): each run verifies the next slice of the prefix
+    budget_bytes = models.BigIntegerField("Budget (bytes per run)", null=True, blank=True)
+    max_gets = models.PositiveIntegerField("Budget (GETs per run)", null=True, blank=True)
+    cursor = models.CharField(max_length=64, blank=True)          # the next run starts after this digest
+    budget_credit = models.BigIntegerField(default=0)             # unused allowance the next run inherits
+    runs_per_pass = models.PositiveIntegerField(null=True, blank=True)   # K
+    last_full_coverage = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["job_id"]
         verbose_name = "restore drill"
+
+    @property
+    def on_budget(self) -> bool:
+        return bool(self.budget_bytes or self.max_gets)
+
+    def coverage_text(self) -> str:
+        """'bucket fully verified every K runs; last full coverage on DATE' (budget drills)."""
+        if not self.on_budget or not self.runs_per_pass:
+            return ""
+        last = f"{self.last_full_coverage:%Y-%m-%d}" if self.last_full_coverage else "not yet"
+        runs = "run" if self.runs_per_pass == 1 else f"{self.runs_per_pass} runs"
+        return f"bucket fully verified every {runs}; last full coverage on {last}"
 
     def __str__(self) -> str:
         return self.job_id

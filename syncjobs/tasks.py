@@ -24,9 +24,11 @@ from pbsweb.secretbox import decrypt_secret, encrypt_secret
 from pbsweb.worker import TaskError, task_function, user_message
 from remotes.engine.client import KINDS, RequestCounters, summary_line
 from remotes.models import Remote, record_usage
+from remotes.usage import cap_guard, limits_text
 from syncjobs.engine.bucket import Bucket
 from syncjobs.engine.common import fmt_bytes
 from syncjobs.engine.drill import DrillResult, drill_prefix
+from syncjobs.engine.drill_budget import drill_slice
 from syncjobs.engine.inventory import Inventory
 from syncjobs.engine.pull import PullOptions, pull_sync, restore_from_bucket
 from syncjobs.engine.push import PushOptions, push_sync
@@ -101,6 +103,15 @@ def remote_stored_bytes(remote, cfg) -> int:
     return total
 
 
+def push_options(job: SyncJob, **extra):
+    """The push engine's options for a job (the run and its plan use the same)."""
+    return PushOptions(ns=job.ns, max_depth=job.max_depth, group_filter=list(job.group_filter or []),
+                       remove_vanished=job.remove_vanished, transfer_last=job.transfer_last,
+                       workers=job.workers, force=job.force,
+                       min_storage_days=job.remote.min_storage_days or 0,
+                       lock_days=job.remote.object_lock_days, lock_mode=job.remote.object_lock_mode, **extra)
+
+
 @task_function
 def run_sync_job(reporter, job_id: str, reconcile: bool = False) -> dict:
     job = SyncJob.objects.select_related("store", "remote").filter(job_id=job_id).first()
@@ -111,7 +122,8 @@ def run_sync_job(reporter, job_id: str, reconcile: bool = False) -> dict:
     reporter.log(f"Starting datastore sync job '{job.worker_id}'")
     cfg = remote.config()
     counters = RequestCounters()
-    client = remote.client(counters=counters)
+    guard = cap_guard(remote, reporter.log, reporter.check_abort)
+    client = remote.client(counters=counters, guard=guard, log=reporter.log)
     bucket = Bucket(client, cfg.bucket, job.remote_store,
                     skip_if_none_match=cfg.skip_if_none_match,
                     delete_via_delete_object=cfg.delete_via_delete_object)
@@ -136,6 +148,7 @@ def run_sync_job(reporter, job_id: str, reconcile: bool = False) -> dict:
     reporter.log("scope: " + "; ".join(scope))
     limiter, rate_text = build_limiter(job, remote)
     reporter.log(rate_text)
+    reporter.log(limits_text(remote, guard))
     store = job.store.engine()
     inventory = open_inventory(remote, cfg, job.remote_store)
     result = None
@@ -148,12 +161,7 @@ def run_sync_job(reporter, job_id: str, reconcile: bool = False) -> dict:
                                   workers=job.workers, limiter=limiter, counters=counters)
             result = pull_sync(bucket, store, inventory, options, reporter)
         else:
-            options = PushOptions(ns=job.ns, max_depth=job.max_depth, group_filter=list(job.group_filter or []),
-                                  remove_vanished=job.remove_vanished, transfer_last=job.transfer_last,
-                                  workers=job.workers, force=job.force, limiter=limiter,
-                                  min_storage_days=remote.min_storage_days or 0, reconcile=reconcile,
-                                  counters=counters, lock_days=remote.object_lock_days,
-                                  lock_mode=remote.object_lock_mode, keep=keep)
+            options = push_options(job, limiter=limiter, reconcile=reconcile, counters=counters, keep=keep)
             result = push_sync(store, bucket, inventory, options, reporter)
             stored = inventory_bytes(inventory)
     finally:
@@ -258,9 +266,12 @@ def run_drill(reporter, remote: str, remote_store: str = "", sample: int = 2, jo
         raise TaskError(f"remote '{remote}' does not exist (removed?)")
     task = reporter.task
     job = DrillJob.objects.filter(job_id=job_id).first() if job_id else None
+    if job is not None and job.on_budget:
+        return run_budget_drill(reporter, obj, job)
     seed = int(seed) if seed is not None else int(time.time())
     counters = RequestCounters()
-    client = obj.client(counters=counters)
+    client = obj.client(counters=counters, guard=cap_guard(obj, reporter.log, reporter.check_abort),
+                        log=reporter.log)
     cfg = obj.config()
     reporter.log(f"Starting restore drill of remote '{remote}' (s3://{cfg.bucket}/{remote_store or '*'})")
     total = DrillResult()
@@ -316,6 +327,53 @@ def run_drill(reporter, remote: str, remote_store: str = "", sample: int = 2, jo
         raise error
     if not ok:
         raise TaskError(f"restore drill failed: {message}")
+
+
+def run_budget_drill(reporter, remote, job) -> dict:
+    """A drill on a budget: the next slice of the job's prefix, and the LIST check against the
+    inventory of the push jobs writing there (syncjobs/engine/drill_budget.py)."""
+    counters = RequestCounters()
+    client = remote.client(counters=counters, guard=cap_guard(remote, reporter.log, reporter.check_abort),
+                           log=reporter.log)
+    cfg = remote.config()
+    budget = f"{fmt_bytes(job.budget_bytes)}" if job.budget_bytes else f"{job.max_gets} GETs"
+    reporter.log(f"Starting restore drill '{job.job_id}' of s3://{cfg.bucket}/{job.remote_store} on a budget "
+                 f"of {budget} per run")
+    has_inventory = SyncJob.objects.filter(remote=remote, remote_store=job.remote_store, direction="push").exists()
+    inventory = open_inventory(remote, cfg, job.remote_store) if has_inventory else None
+    if inventory is None:
+        reporter.log("no push job writes this prefix: no inventory to check the listing against")
+    try:
+        res = drill_slice(make_bucket(remote, client, job.remote_store), job.cursor, budget_bytes=job.budget_bytes,
+                          max_gets=job.max_gets, credit=job.budget_credit, inventory=inventory, reporter=reporter)
+    finally:
+        if inventory is not None:
+            inventory.close()
+        snap = counters.snapshot()
+        record_usage(remote, snap, reporter.task)
+        reporter.log(_summary_requests(snap))
+    now = timezone.now()
+    last_full = now if res.full_pass else job.last_full_coverage
+    DrillJob.objects.filter(pk=job.pk).update(cursor=res.cursor, budget_credit=res.credit,
+                                              runs_per_pass=res.runs_per_pass, last_full_coverage=last_full)
+    job.runs_per_pass, job.last_full_coverage = res.runs_per_pass, last_full
+    coverage = job.coverage_text()
+    if res.problems:
+        more = f" (and {len(res.problems) - 3} more, see the task log)" if len(res.problems) > 3 else ""
+        message = f"{len(res.problems)} problem(s): {'; '.join(res.problems[:3])}{more}"
+    else:
+        message = f"{res.chunks} of {res.total_chunks} chunks verified; {coverage}"
+    downloaded = int(snap.get("bytes_down", 0) or 0)
+    DrillRun.objects.create(remote=remote, job=job, remote_store=job.remote_store, time=now, snapshots=0,
+                            chunks=res.chunks, ok=not res.problems, message=message[:2000],
+                            bytes_downloaded=downloaded, task_upid=reporter.task.upid)
+    DrillJob.objects.filter(pk=job.pk).update(last_time=now, last_snapshots=0, last_ok=not res.problems,
+                                              last_message=message[:2000], last_bytes=downloaded)
+    reporter.log(f"Summary: {message}")
+    if res.problems:
+        raise TaskError(f"restore drill failed: {message}")
+    return {"chunks": res.chunks, "bytes": res.bytes, "runs-per-pass": res.runs_per_pass,
+            "full-pass": res.full_pass}
 
 
 def save_restore_key(keyfile_text: str, passphrase: str | None) -> str:

@@ -10,6 +10,7 @@ urlpatterns = [
     path("sync-jobs/<str:job>/remove/", views.job_remove, name="syncjob-remove"),
     path("sync-jobs/<str:job>/run/", views.job_run, name="syncjob-run"),
     path("sync-jobs/<str:job>/log/", views.job_log, name="syncjob-log"),
+    path("sync-jobs/<str:job>/plan/", views.job_plan_view, name="syncjob-plan"),
     path("datastore/<str:store>/sync-jobs/", views.store_job_list, name="datastore-syncjobs"),
     path("traffic-control/", views.traffic_control, name="traffic-control"),
     path("traffic-control/add/", views.rule_add, name="traffic-control-add"),

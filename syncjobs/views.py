@@ -16,6 +16,7 @@ from pbsweb.access import forbidden, has_privilege, require
 from pbsweb.errors import UserError
 from syncjobs.forms import SCHEDULE_PRESETS, SyncJobForm, TrafficControlForm
 from syncjobs.models import JOB_PRIV, SyncJob, TrafficControlRule
+from syncjobs.plan import job_plan, plan_rows
 from syncjobs.services import remove_sync_job, save_sync_job
 RULE_PRIV = "Sys.Modify"
 
@@ -93,8 +94,9 @@ def _save(request, form: SyncJobForm, next_url: str):
     return _done(request, next_url)
 
 
-def _dialog_response(request, form, *, action: str, title_action: str, next_url: str, store_name=None):
-    ctx = {"form": form, "action": action, "title_action": title_action, "next": next_url,
+def _dialog_response(request, form, *, action: str, title_action: str, next_url: str, store_name=None,
+                     plan_url: str = ""):
+    ctx = {"form": form, "action": action, "title_action": title_action, "next": next_url, "plan_url": plan_url,
            "schedule_presets": SCHEDULE_PRESETS,
            "direction": (form.data.get("direction") if form.is_bound else form.initial.get("direction"))
            or "push"}
@@ -145,7 +147,8 @@ def job_edit(request, job):
     else:
         form = SyncJobForm(instance=job)
     return _dialog_response(request, form, action=f"/sync-jobs/{job.job_id}/edit/", title_action="Edit",
-                            next_url=next_url, store_name=job.store.name)
+                            next_url=next_url, store_name=job.store.name,
+                            plan_url=f"/sync-jobs/{job.job_id}/plan/" if job.direction == "push" else "")
 
 
 @require_POST
@@ -162,6 +165,26 @@ def job_run(request, job):
     reconcile = request.POST.get("reconcile") in ("1", "true", "on")
     task = job.launch(request.user.username, reconcile=reconcile)
     return _done(request, task.url)
+
+
+@require_safe
+@require("Datastore.Audit", _job_acl_path)
+def job_plan_view(request, job):
+    """Plan: what the next run uploads, costs and takes (a dialog, or the table for the edit dialog)."""
+    job = get_object_or_404(SyncJob.objects.select_related("store", "remote"), job_id=job)
+    remote_path = f"/remote/{job.remote.remote_id}"
+    if not has_privilege(request.user, "Remote.Audit", remote_path):
+        return forbidden(f"permission check failed: Remote.Audit on {remote_path}")
+    ctx = {"job": job}
+    try:
+        ctx["plan_rows"] = plan_rows(job_plan(job))
+    except UserError as e:
+        ctx["plan_error"] = e.message
+    if request.htmx and request.GET.get("fragment") == "plan":
+        return render(request, "syncjobs/_plan.html", ctx)
+    if request.htmx:
+        return render(request, "syncjobs/plan_dialog.html", ctx)
+    return _render_list(request, job.store, {"plan_dialog": ctx})
 
 
 @require_safe

@@ -108,6 +108,7 @@ class S3Proxy:
             self.bytes_down = 0
             self.requests: list[Request] = []
             self._seen = 0
+            self.arrivals: list[float] = []   # time.monotonic() of each request's arrival
 
     def total(self) -> int:
         return sum(self.counts.values())
@@ -144,6 +145,34 @@ class S3Proxy:
                                 key_contains=key_contains, delay=delay, once=once, faulted=set())
             self._rng = random.Random(seed)
             self._seen = 0
+
+    # -- request rate (issue 13) -----------------------------------------------
+    def set_slowdown_rate(self, rate: int | None) -> None:
+        """Answer 503 SlowDown (not forwarded) to requests beyond `rate` arrivals
+        in the last second, as providers with a request limit do; None: off."""
+        with self._lock:
+            self._slowdown_rate = rate
+
+    def _arrive(self) -> str:
+        """Record an arrival; "503" when it is over the SlowDown rate."""
+        now = time.monotonic()
+        with self._lock:
+            self.arrivals.append(now)
+            rate = getattr(self, "_slowdown_rate", None)
+            if rate is None:
+                return ""
+            recent = sum(1 for t in reversed(self.arrivals[-(rate + 1):]) if t > now - 1.0)
+            return "503" if recent > rate else ""
+
+    def max_per_second(self) -> int:
+        """The most requests that arrived within any one-second window."""
+        times = sorted(self.arrivals)
+        best, start = 0, 0
+        for end, t in enumerate(times):
+            while times[start] <= t - 1.0:
+                start += 1
+            best = max(best, end - start + 1)
+        return best
 
     def clear_faults(self) -> None:
         with self._lock:
@@ -237,7 +266,7 @@ class _Handler(BaseHTTPRequestHandler):
         path, _, query = self.path.partition("?")
         kind, key = classify(method, path, query)
         body = self._body()
-        fault = proxy._pick_fault(kind, key)
+        fault = proxy._arrive() or proxy._pick_fault(kind, key)
         deleted = ()
         if kind == "DELETE" and method == "POST":
             deleted = tuple(html.unescape(k) for k in re.findall(r"<Key>(.*?)</Key>", body.decode()))

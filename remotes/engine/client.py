@@ -14,6 +14,7 @@ import boto3
 from botocore.config import Config
 
 from .config import RemoteConfig
+from .limits import CapGuard, Throttle, shared_rate_limiter
 
 KINDS = ("PUT", "LIST", "HEAD", "GET", "DELETE")
 _LIST_OPERATIONS = {
@@ -31,12 +32,15 @@ THROTTLE_CODES = {
 def make_s3_client(cfg: RemoteConfig, counters: "RequestCounters | None" = None, *,
                    max_attempts: int | None = None, read_timeout: float | None = None,
                    connect_timeout: float | None = None, checksum_headers: bool | None = None,
-                   path_style: bool | None = None):
+                   path_style: bool | None = None, guard: CapGuard | None = None, log=None):
     """A boto3 S3 client for `cfg`.
 
     The keyword arguments override the remote's settings for one use (the
     connection test wants one attempt and short timeouts; its probes try the
     other addressing style and boto3's default checksum headers).
+    Every attempt goes through the remote's request limits (limits.py): the
+    rate shared by every client of the remote, the client's own throttle
+    (lowered on SlowDown; `log` says so) and the run's caps (`guard`).
     """
     if path_style is None:
         path_style = not cfg.uses_virtual_host()
@@ -72,11 +76,38 @@ def make_s3_client(cfg: RemoteConfig, counters: "RequestCounters | None" = None,
     if cfg.tls_fingerprint:
         _pin_fingerprint(client, cfg.tls_fingerprint)
     _disable_region_redirect(client)
+    _enforce_limits(client, cfg, guard, Throttle(log))
     if no_checksums:
         client.meta.events.register("before-call.s3", _content_md5_instead_of_crc32)
     if counters is not None:
         counters.attach(client)
     return client
+
+
+def _enforce_limits(client, cfg: RemoteConfig, guard: CapGuard | None, throttle: Throttle) -> None:
+    """Caps first (a request that is not allowed must not wait for a slot),
+    then the remote's shared rate, then the client's throttle. Registered
+    before the counters, so a refused request is not counted."""
+    shared = shared_rate_limiter(cfg.id, cfg.request_rate) if cfg.request_rate else None
+
+    def before_send(request, event_name, **kwargs):
+        if guard is not None and guard.active():
+            guard.before_send(request_kind(event_name.rsplit(".", 1)[-1], request.method))
+        if shared is not None:
+            shared.acquire()
+        throttle.before_send()
+
+    def on_response(response, **kwargs):
+        if response is None:
+            return None
+        http_response, parsed = response
+        code = (parsed.get("Error") or {}).get("Code")
+        if http_response.status_code in (429, 503) or code in THROTTLE_CODES:
+            throttle.throttled(f"{http_response.status_code} {code or ''}".strip())
+        return None  # botocore's retry handler decides about retries
+
+    client.meta.events.register("before-send.s3", before_send)
+    client.meta.events.register("needs-retry.s3", on_response)
 
 
 def _pin_fingerprint(client, fingerprint: str) -> None:

@@ -68,6 +68,66 @@ def projected_monthly_cost(provider: str, stored_bytes: float, daily_requests: d
     return monthly_cost(provider, stored_bytes, month, daily_egress * DAYS_PER_MONTH, pricing=pricing)
 
 
+@dataclass
+class RunCost:
+    """What one run costs: its requests at list price, by class, and the
+    storage cost per month the bytes it adds bring; None where unknown."""
+    requests: float | None
+    storage_added_per_month: float | None
+    request_classes: dict = field(default_factory=dict)  # class -> {"kinds", "count", "cost", "free_per_day", "free_per_month"}
+    notes: list[str] = field(default_factory=list)
+
+
+def run_cost(provider: str, requests: dict, added_bytes: float, stored_bytes: float,
+             *, pricing: dict | None = None) -> RunCost:
+    """The cost of one run making `requests` ({kind: count}) and adding
+    `added_bytes` to a remote that stores `stored_bytes`.
+
+    Requests are priced at list price, before free allowances (a day's
+    allowance is shared by every run that day); a class that fits in its
+    free daily allowance says so in the notes. The storage cost is the
+    difference the added bytes make to the monthly storage bill, so free
+    tiers and minimum billable amounts (Wasabi's 1 TB) are accounted for.
+    """
+    p = provider_prices(provider, pricing)
+    notes: list[str] = []
+    classes, request_total = {}, None
+    if p.get("request_classes") is not None:
+        request_total = 0.0
+        for name, cls in p["request_classes"].items():
+            count = sum(int(requests.get(kind, 0)) for kind in cls["kinds"])
+            cost = count / 1000 * cls["price_per_1000"]
+            classes[name] = {"kinds": list(cls["kinds"]), "count": count, "cost": cost,
+                             "free_per_day": cls.get("free_per_day") or 0,
+                             "free_per_month": cls.get("free_per_month") or 0}
+            request_total += cost
+            free = cls.get("free_per_day")
+            if free and count and cls["price_per_1000"]:
+                fits = "within" if count <= free else "more than"
+                notes.append(f"Class {name} ({'/'.join(cls['kinds'])}): {count:,} requests, {fits} "
+                             f"{p['label']}'s free {free:,} a day.")
+    before = _storage_cost(p, stored_bytes, [])
+    after = _storage_cost(p, stored_bytes + added_bytes, [])
+    added = None if before is None or after is None else max(0.0, after - before)
+    minimum = p.get("min_billable_tb") or 0
+    if minimum and added_bytes and (stored_bytes + added_bytes) / TB <= minimum:
+        notes.append(f"{p['label']} bills at least {minimum:g} TB: the added bytes fit in it.")
+    if p.get("min_storage_days"):
+        notes.append(f"{p['label']} bills every object for at least {p['min_storage_days']} days, "
+                     "even when deleted earlier.")
+    if request_total is None or added is None:
+        notes.append(f"No price list for {p['label']}: enter your provider's prices to estimate the cost.")
+    return RunCost(request_total, added, classes, notes)
+
+
+def price_per_request(provider: str, *, pricing: dict | None = None) -> dict | None:
+    """Dollars per request of each kind at list price; None when unknown."""
+    classes = provider_prices(provider, pricing).get("request_classes")
+    if classes is None:
+        return None
+    return {kind: cls["price_per_1000"] / 1000 for cls in classes.values() for kind in cls["kinds"]}
+
+
 def early_deletion_charge(provider: str, deletions: list[tuple[float, float]],
                           *, pricing: dict | None = None) -> float:
     """What deleting objects before the provider's minimum storage time costs

@@ -30,7 +30,9 @@ PRESETS: dict[str, ProviderPreset] = {
         region_example="us-west-004",
         region_hint="Region as shown in the bucket details (Endpoint s3.<region>.backblazeb2.com), "
                     "e.g. us-west-004 or eu-central-003; not us-west-1.",
-        quirks={"path_style": True, "skip_if_none_match": True, "no_checksum_headers": True},
+        # the daily caps: B2's free 2,500 class B and class C calls a day (pricing.json)
+        quirks={"path_style": True, "skip_if_none_match": True, "no_checksum_headers": True,
+                "daily_cap_class_b": 2500, "daily_cap_class_c": 2500},
         key_help="Create an application key (App Keys > Add a New Application Key) for this bucket "
                  "with Read and Write access: capabilities listBuckets, listFiles, readFiles, "
                  "writeFiles and deleteFiles. Access Key = keyID, Secret Key = applicationKey.",

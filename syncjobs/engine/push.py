@@ -186,21 +186,7 @@ class _Pusher:
     def _prepare(self) -> None:
         """Ownership, marker and (if due) a full listing into the inventory."""
         write_marker, taken_over = check_owner(self.bucket, self.store.uuid, self.opt.force, self.rep)
-        reason = None
-        last = self.inv.reconciled_at
-        if self.opt.reconcile:
-            reason = "requested"
-        elif last is None:
-            reason = "first run"
-        elif taken_over or self.inv.get_meta("owner") != self.store.uuid:
-            reason = "the prefix changed owner"
-        elif write_marker:
-            reason = "the remote marker is missing"
-        elif self.inv.get_meta("deleting"):
-            reason = "the last run was interrupted while deleting"
-        elif self.opt.reconcile_interval_days is not None and \
-                self.opt.now() - last > self.opt.reconcile_interval_days * DAY:
-            reason = f"last full listing {(self.opt.now() - last) / DAY:.0f} days ago"
+        reason = self._reconcile_reason(write_marker, taken_over)
         if reason:
             t = time.monotonic()
             stats = self.inv.reconcile(self.bucket, now=self.opt.now())
@@ -215,6 +201,24 @@ class _Pusher:
             data = (self.store.path / MARKER_NAME).read_bytes()
             self._put(MARKER_NAME, data)
         self.inv.set_meta("owner", self.store.uuid)
+
+    def _reconcile_reason(self, write_marker: bool, taken_over: bool) -> str | None:
+        """Why this run lists the whole prefix, or None (the plan asks too)."""
+        last = self.inv.reconciled_at
+        if self.opt.reconcile:
+            return "requested"
+        if last is None:
+            return "first run"
+        if taken_over or self.inv.get_meta("owner") != self.store.uuid:
+            return "the prefix changed owner"
+        if write_marker:
+            return "the remote marker is missing"
+        if self.inv.get_meta("deleting"):
+            return "the last run was interrupted while deleting"
+        if self.opt.reconcile_interval_days is not None and \
+                self.opt.now() - last > self.opt.reconcile_interval_days * DAY:
+            return f"last full listing {(self.opt.now() - last) / DAY:.0f} days ago"
+        return None
 
     # -- planning -------------------------------------------------------------
     def _local_snapshots(self):

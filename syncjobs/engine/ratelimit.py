@@ -14,7 +14,7 @@ import re
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 DAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 _UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "kib": 1024, "m": 1000**2, "mb": 1000**2,
@@ -108,6 +108,28 @@ def effective_rate(rules, now: datetime, default: float | None = None) -> float 
         if rule.timeframe.contains(now):
             return rule.rate
     return default
+
+
+def transfer_seconds(nbytes: float, rules, default: float | None, start: datetime,
+                     *, horizon_days: int = 400) -> tuple[float, bool]:
+    """How long `nbytes` take from `start` at the rates the time-frame rules
+    give (else `default`), minute by minute: (seconds, limited), where
+    `limited` is False when some of the bytes go while there is no limit
+    (they are counted as instant: the network sets that pace)."""
+    rules = [r if isinstance(r, TimeFrameRule) else TimeFrameRule(*r) for r in rules or ()]
+    left, t, limited = float(nbytes), start, True
+    end = start + timedelta(days=horizon_days)
+    while left > 0 and t < end:
+        step_end = (t + timedelta(minutes=1)).replace(second=0, microsecond=0)
+        rate = effective_rate(rules, t, default)
+        if not rate:
+            return (t - start).total_seconds(), False
+        span = (step_end - t).total_seconds()
+        if rate * span >= left:
+            return (t - start).total_seconds() + left / rate, limited
+        left -= rate * span
+        t = step_end
+    return (t - start).total_seconds(), limited
 
 
 class TokenBucket:

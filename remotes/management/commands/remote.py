@@ -11,6 +11,7 @@ from django.core.management.base import BaseCommand
 from pbsweb.cli import add_output_format, box_table, finish_task, print_output, usage_error
 from pbsweb.errors import Conflict, UserError
 from remotes.engine.config import PROVIDERS
+from remotes.forms import LIMIT_FIELDS
 from remotes.models import Remote
 from remotes.serializers import remote_json
 from remotes.services import remove_remote, save_remote
@@ -49,6 +50,11 @@ def _add_settings(parser, create: bool):
     parser.add_argument("--min-storage-days")
     parser.add_argument("--object-lock-days", metavar="N", help="lock every pushed object N days (0: off)")
     parser.add_argument("--object-lock-mode", metavar="governance|compliance")
+    parser.add_argument("--request-rate", metavar="N", help="requests per second, every method ('' = no limit)")
+    for cls in "abc":
+        parser.add_argument(f"--daily-cap-class-{cls}", metavar="N", help=f"class {cls.upper()} requests a day")
+    parser.add_argument("--monthly-budget", metavar="USD", help="dollars a month ('' = no budget)")
+    parser.add_argument("--on-cap", metavar="pause|stop", help="what a run does at a cap (default stop)")
     parser.add_argument("--comment")
 
 
@@ -107,6 +113,7 @@ class Command(BaseCommand):
                 raise usage_error(f"--object-lock-days: expected a whole number of days, not '{opts['object_lock_days']}'")
         if opts.get("object_lock_mode") is not None:
             values["object_lock_mode"] = opts["object_lock_mode"].strip().lower()
+        values.update({name: opts[name] for name in LIMIT_FIELDS if opts.get(name) is not None})  # checked by save_remote
         if opts.get("ca_bundle") is not None:
             if opts["ca_bundle"] == "":
                 values["ca_bundle"] = ""

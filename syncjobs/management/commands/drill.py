@@ -44,6 +44,9 @@ class Command(BaseCommand):
         create.add_argument("--remote", required=True)
         add_remote_store(create, "prefix in the bucket (default: every datastore in the bucket)", default="")
         create.add_argument("--sample", default=None)
+        create.add_argument("--budget", default="", help="bytes per run, e.g. 10GiB: each run verifies the next "
+                                                         "slice of --remote-store, all of it every K runs")
+        create.add_argument("--max-gets", dest="max_gets", default="", help="or chunk downloads per run")
         create.add_argument("--schedule", default="weekly")
         create.add_argument("--comment", default="")
         add_auth_id(create)
@@ -98,7 +101,8 @@ class Command(BaseCommand):
                           if job.last_time else None,
                           "snapshots": job.last_snapshots if job.last_time else None,
                           "status": ("OK" if job.last_ok else f"FAILED: {job.last_message}")
-                          if job.last_ok is not None else "never run"})
+                          if job.last_ok is not None else "never run",
+                          "coverage": job.coverage_text() or None})
         # remotes drilled only ad hoc (or never) get a row too: never-verified copies must show
         for remote in Remote.objects.all():
             if any(i["remote"] == remote.remote_id for i in items):
@@ -118,7 +122,8 @@ class Command(BaseCommand):
     def do_create(self, opts):
         data = {"id": opts["id"], "remote": opts["remote"], "remote_store": opts["remote_store"],
                 "sample_size": opts["sample"] if opts["sample"] is not None else "", "schedule": opts["schedule"],
-                "enabled": "true", "comment": opts["comment"]}
+                "enabled": "true", "comment": opts["comment"], "budget": opts["budget"],
+                "max_gets": opts["max_gets"]}
         try:
             job = save_drill(acting_user(opts), DrillJobForm(data))
         except UserError as e:

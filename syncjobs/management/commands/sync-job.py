@@ -9,6 +9,7 @@ from syncjobs.forms import SyncJobForm, form_data_from_api, job_edit_data
 from syncjobs.models import KEEP_FIELDS, SyncJob
 from syncjobs.serializers import job_to_json
 from syncjobs.services import remove_sync_job, save_sync_job
+from syncjobs.plan import job_plan, plan_rows
 
 CLI_USER = "root@pam"
 OPTIONS = [  # (flag, dest, help)
@@ -60,7 +61,8 @@ def _last_run(job: SyncJob) -> str:
 class Command(BaseCommand):
     help = ("Sync jobs: `sync-job create ID --store S --remote R --remote-store P [...]`, "
             "`sync-job list`, `sync-job show ID`, `sync-job run ID [--reconcile]`, "
-            "`sync-job update ID ...`, `sync-job remove ID`.")
+            "`sync-job update ID ...`, `sync-job remove ID`, "
+            "`sync-job plan ID`: what the next run uploads, its requests, cost and duration.")
 
     def add_arguments(self, parser):
         sub = parser.add_subparsers(dest="action", required=True)
@@ -87,6 +89,9 @@ class Command(BaseCommand):
         rm = sub.add_parser("remove")
         rm.add_argument("id")
         add_auth_id(rm)
+        pl = sub.add_parser("plan")
+        pl.add_argument("id")
+        add_output_format(pl)
 
     def handle(self, *args, action, **opts):
         getattr(self, f"do_{action}")(opts)
@@ -168,6 +173,17 @@ class Command(BaseCommand):
         job = _job(opts["id"])
         task = job.launch(CLI_USER, reconcile=bool(opts["reconcile"]), inline=True, echo=self.stdout)
         finish_task(task)
+
+    def do_plan(self, opts):
+        job = _job(opts["id"])
+        try:
+            data = job_plan(job)
+        except UserError as e:
+            raise usage_error(str(e)) from None
+        if opts["output_format"] != "text":
+            print_output(self.stdout, opts["output_format"], [], [], data)
+            return
+        self.stdout.write(box_table(["Plan", "Value"], [list(r) for r in plan_rows(data)]))
 
     def do_remove(self, opts):
         job = _job(opts["id"])

@@ -1,0 +1,92 @@
+"""`sync-job plan`: what a push job's next run uploads, the requests it makes,
+what they cost and how long it takes at the job's rate limit and the
+traffic-control time frames. One function, used by the command line, the
+job page and the API.
+"""
+from datetime import datetime
+
+from pbsweb.errors import UserError
+from remotes.engine.client import RequestCounters
+from remotes.engine.cost import format_usd, load_pricing, run_cost
+from remotes.models import record_usage
+from syncjobs.engine.bucket import Bucket, SyncError
+from syncjobs.engine.common import fmt_bytes, fmt_eta
+from syncjobs.engine.plan import plan_push
+from syncjobs.engine.ratelimit import transfer_seconds
+from syncjobs.models import SyncJob
+from syncjobs.tasks import open_inventory, push_options, rate_rules
+
+
+def job_plan(job: SyncJob, *, now: datetime | None = None, pricing: dict | None = None) -> dict:
+    """The plan of `job`'s next run as plain data (the API's and the CLI's JSON).
+
+    Touches the bucket with at most one LIST (first run); that request is
+    recorded in the remote's usage like any other.
+    """
+    if job.direction != "push":
+        raise UserError("id", f"sync job '{job.job_id}' pulls: a plan forecasts what a push uploads")
+    remote = job.remote
+    cfg = remote.config()
+    counters = RequestCounters()
+    bucket = Bucket(remote.client(counters=counters), cfg.bucket, job.remote_store)
+    inventory = open_inventory(remote, cfg, job.remote_store)
+    try:
+        plan = plan_push(job.store.engine(), inventory, push_options(job), bucket,
+                         delete_one_by_one=cfg.delete_via_delete_object)
+    except SyncError as e:
+        raise UserError("remote", f"cannot list the bucket prefix: {e}") from None
+    finally:
+        inventory.close()
+        record_usage(remote, counters.snapshot())
+    pricing = pricing or load_pricing()
+    cost = run_cost(remote.provider, plan.requests, plan.bytes, remote.stored_bytes, pricing=pricing)
+    now = now or datetime.now()  # local time, as the traffic-control time frames
+    seconds, limited = transfer_seconds(plan.bytes, rate_rules(job, remote), job.rate_out, now)
+    return {
+        "id": job.job_id, "remote": remote.remote_id, "remote-store": job.remote_store,
+        "provider": remote.provider, "prices-date": pricing.get("date"),
+        "snapshots": plan.snapshots, "snapshots-unchanged": plan.snapshots_unchanged,
+        "snapshots-vanished": plan.snapshots_vanished,
+        "objects": plan.objects, "chunks": plan.chunks, "bytes": plan.bytes,
+        "requests": plan.requests,
+        "request-classes": cost.request_classes,
+        "request-cost": cost.requests,
+        "storage-cost-added-per-month": cost.storage_added_per_month,
+        "stored-bytes": remote.stored_bytes,
+        "seconds": seconds if plan.bytes else 0, "rate-limited": limited,
+        "full-listing": plan.reconcile, "exact": plan.exact,
+        "notes": plan.notes + cost.notes,
+    }
+
+
+def duration_text(data: dict) -> str:
+    if not data["bytes"]:
+        return "nothing to upload"
+    if not data["seconds"] and not data["rate-limited"]:
+        return "no rate limit: as fast as the network allows"
+    text = fmt_eta(data["seconds"])
+    return text if data["rate-limited"] else f"{text} while limited, the rest as fast as the network allows"
+
+
+def plan_rows(data: dict) -> list[tuple[str, str]]:
+    """(label, value) lines of a plan for people: the CLI table and the page."""
+    reqs = data["requests"]
+    rows = [
+        ("snapshots", f"{data['snapshots']} to sync, {data['snapshots-unchanged']} already on the remote"
+                      + (f", {data['snapshots-vanished']} to remove" if data["snapshots-vanished"] else "")),
+        ("upload", f"{data['objects']:,} objects ({data['chunks']:,} chunks), {fmt_bytes(data['bytes'])}"),
+        ("requests", ", ".join(f"{reqs.get(k, 0):,} {k}" for k in ("PUT", "GET", "HEAD", "LIST", "DELETE"))),
+    ]
+    for name, cls in data["request-classes"].items():
+        if cls["count"] or cls["cost"]:
+            label = f"class {name}" if name != "free" else "free"
+            rows.append((f"  {label} ({'/'.join(cls['kinds'])})", f"{cls['count']:,}: {format_usd(cls['cost'])}"))
+    rows += [
+        ("request cost", format_usd(data["request-cost"])),
+        ("storage added", f"{format_usd(data['storage-cost-added-per-month'])} per month"),
+        ("duration", duration_text(data)),
+        ("full listing", data["full-listing"] or "no"),
+        ("prices as of", data["prices-date"] or "unknown"),
+    ]
+    rows += [("note", n) for n in data["notes"]]
+    return rows
