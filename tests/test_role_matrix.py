@@ -50,6 +50,7 @@ DS = "/datastore/store1"
 RM = "/remote/remote1"
 LIST = "LIST"
 RESTORE = [("Remote.Read", RM), ("Sys.Modify", "/")]   # a privilege column may list several
+PLAN = [("Datastore.Audit", DS), ("Remote.Audit", RM)]  # a plan lists the bucket
 
 # (method, url, privilege or LIST, ACL path (for LIST: the path whose Audit makes the item visible),
 #  body, is_api, the exact status when allowed). Destructive calls come last.
@@ -90,6 +91,8 @@ ENDPOINTS = [
     ("GET", "/remotes/add/", "Remote.Modify", "/remote", None, False, 200),
     ("GET", "/remotes/remote1/edit/", "Remote.Modify", RM, None, False, 200),
     ("GET", "/remotes/remote1/recover/", "Remote.Modify", RM, None, False, 200),
+    ("GET", "/sync-jobs/job1/plan/", PLAN, None, None, False, 200),
+    ("GET", "/api2/json/admin/sync/job1/plan", PLAN, None, None, True, 400),  # the bucket is unreachable
     # restoring writes to this server: Remote.Read on the remote and Sys.Modify on /
     ("GET", "/remotes/remote1/content/restore/", RESTORE, None, None, False, 404),  # no snapshot named
     ("GET", "/drills/", "Remote.Audit", "/remote", None, False, 200),
