@@ -107,7 +107,7 @@ def test_api_token_requests_need_no_csrf_header(web_server, store):
     warnings.simplefilter("ignore", InsecureRequestWarning)
     from django.contrib.auth import get_user_model
     admin = get_user_model().objects.get(username="admin@pbs")
-    _token, secret = create_token(admin, "script")
+    _token, secret = create_token(admin, "script", role="Admin")  # a token holds what its own ACL grants
     auth = {"Authorization": f"PBSAPIToken=admin@pbs!script:{secret}"}
     for path, body in WRITES:
         r = requests.post(f"{web_server.url}{path}", data=body, headers=auth, verify=False)
