@@ -52,8 +52,10 @@ class Node:
 
     def __init__(self, name, base: Path, database_url, broker_url, tag, secret_key: bytes):
         self.name = name
-        self.data = base / name
+        # its data directory and, beside it (a datastore may not lie inside it), its disk
+        self.data, self.disk = base / name / "data", base / name / "disk"
         self.data.mkdir(parents=True)
+        self.disk.mkdir()
         # every node decrypts the same secrets: they share the secret-encryption key file
         (self.data / "secret.key").write_bytes(secret_key)
         os.chmod(self.data / "secret.key", 0o600)
@@ -141,8 +143,8 @@ def test_two_worker_nodes_each_run_their_stores_tasks(pg_database, redis_url, tm
     store_a, store_b = f"sa-{tag}", f"sb-{tag}"
     web.manage("migrate", "--noinput", timeout=300)
     # each store lives on its node's disk; the configuration is in the shared database
-    a.manage("datastore", "create", store_a, str(a.data / "disk" / store_a))
-    b.manage("datastore", "create", store_b, str(b.data / "disk" / store_b))
+    a.manage("datastore", "create", store_a, str(a.disk / store_a))
+    b.manage("datastore", "create", store_b, str(b.disk / store_b))
     try:
         a.start_worker([store_a])
         b.start_worker([store_b])
@@ -166,7 +168,7 @@ def test_two_worker_nodes_each_run_their_stores_tasks(pg_database, redis_url, tm
         assert "TASK OK" in list((b.data / "tasks").rglob(upid_b))[0].read_text()
 
         # node-b dies (SIGKILL) in the middle of a long backup: a 1 TiB sparse disk image
-        image = b.data / "disk.img"
+        image = b.disk / "disk.img"
         with open(image, "wb") as f:
             f.truncate(1 << 40)
         upid_long = _start(web, "datastores.tasks.backup", "backup", f"{store_b}:host/big", store_b,
