@@ -68,6 +68,9 @@ def main() -> None:
         token = json.loads(subprocess.run(manage + ["user", "generate-token", "bench@pbs", "t", "--output-format",
                                                     "json"], env=env, cwd=REPO, check=True,
                                           capture_output=True, text=True).stdout)
+        # a token holds what its own entries grant and its user holds too (PBS privilege separation)
+        subprocess.run(manage + ["acl", "update", "/datastore/net", "DatastoreBackup", "--auth-id", "bench@pbs!t"],
+                       env=env, cwd=REPO, check=True, capture_output=True)
         port = _free_port()
         server = subprocess.Popen([str(Path(PY).parent / "gunicorn"), "-c", "pbsweb/gunicorn_conf.py", "pbsweb.wsgi"],
                                   env={**env, "PBSWEB_PORT": str(port), "PBSWEB_BIND": "127.0.0.1"}, cwd=REPO,
