@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, VENV_BIN, free_port, service_env, wait_for_port
+from tests.conftest import REPO, VENV_BIN, free_port, service_env, stop_process_group, wait_for_port
 
 MiB = 1024 * 1024
 SESSION_TIMEOUT = 3       # seconds of client silence before the server aborts a session
@@ -48,11 +48,7 @@ class NetServer:
         return ":".join(f"{b:02x}" for b in hashlib.sha256(der).digest())
 
     def stop(self):
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
+        stop_process_group(self.proc)  # the master and its workers, which share its command line
         self._log.close()
 
 
