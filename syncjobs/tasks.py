@@ -108,7 +108,7 @@ def push_options(job: SyncJob, **extra):
     return PushOptions(ns=job.ns, max_depth=job.max_depth, group_filter=list(job.group_filter or []),
                        remove_vanished=job.remove_vanished, transfer_last=job.transfer_last,
                        workers=job.workers, force=job.force,
-                       min_storage_days=job.remote.min_storage_days or 0,
+                       min_storage_days=job.remote.effective_min_storage_days,  # with the provider's (Wasabi 90)
                        lock_days=job.remote.object_lock_days, lock_mode=job.remote.object_lock_mode, **extra)
 
 
@@ -194,7 +194,8 @@ def run_sync_job(reporter, job_id: str, reconcile: bool = False) -> dict:
             line += f" - {_why_nothing(result)}"
         reporter.log(line)
     if result.objects_deleted or result.deferred_chunks or result.snapshots_removed or result.deferred_snapshots:
-        why = [f"provider minimum storage {remote.min_storage_days} days"] if remote.min_storage_days else []
+        min_days = remote.effective_min_storage_days
+        why = [f"provider minimum storage {min_days} days"] if min_days else []
         if remote.object_lock_days:
             why.append(f"Object Lock {remote.object_lock_days} days")
         reporter.log(f"Summary: removed {len(result.snapshots_removed)} vanished snapshots, deleted "
