@@ -44,6 +44,19 @@ def add_restore_arguments(parser) -> None:
     parser.add_argument("target")
     parser.add_argument("--keyfile", default=None)
     parser.add_argument("--ns", default="")
+    parser.add_argument("--as-of", dest="as_of", default=None, metavar="TIME",
+                        help="read the bucket as it was then (object versions; Object Lock), "
+                             "e.g. 2026-11-30T18:00:00Z")
+
+
+def _as_of(opts):
+    """--as-of parsed (None when not given); a bad one is a usage error naming the option."""
+    if opts.get("as_of") is None:
+        return None
+    try:
+        return parse_as_of(opts["as_of"])
+    except ValueError as e:
+        raise usage_error(f"--as-of: {e}") from None
 
 
 def _remote(remote_id):
@@ -142,12 +155,13 @@ def do_restore(stdout, opts) -> None:
         filename = archive_filename(opts["archive"])
     except DatastoreError as e:
         raise usage_error(f"archive: {e}") from None
+    as_of = _as_of(opts)
     try:
-        snap, error = fetch_snapshot(obj, prefix, rel_dir)
+        snap, error = fetch_snapshot(obj, prefix, rel_dir, as_of)
     except Exception as e:
         raise CommandError(f"remote {obj.remote_id}: {_s3_error(e, obj)}", returncode=1) from None
     if snap is None:
-        raise usage_error(error)
+        raise usage_error(f"--{error}" if error.startswith("as-of") else error)
     names = [f.filename for f in snap.files]
     if filename not in names:
         raise usage_error(f"archive: snapshot {snap.name} has no archive {opts['archive']} "
@@ -169,9 +183,12 @@ def do_restore(stdout, opts) -> None:
         if snap.key_fingerprint and crypt.fingerprint != snap.key_fingerprint:
             raise usage_error(f"keyfile: wrong key: snapshot {snap.name} is encrypted with key "
                               f"{snap.key_fingerprint}, the key file has {crypt.fingerprint}")
+    args = {"remote": obj.remote_id, "remote_store": prefix, "snapshot": snap.rel_dir,
+            "archive": opts["archive"], "target": target}
+    if as_of is not None:
+        args["as_of"] = as_of.isoformat()
     task = run("syncjobs.tasks.restore_from_remote", "reader", f"{obj.remote_id}:{prefix}:{snap.rel_dir}",
-               "root@pam", {"remote": obj.remote_id, "remote_store": prefix, "snapshot": snap.rel_dir,
-                            "archive": opts["archive"], "target": target},
+               "root@pam", args,
                inline=True, echo=stdout, private={"crypt": crypt} if crypt is not None else None)
     finish_task(task)
 

@@ -5,6 +5,7 @@ from django.core.management.base import BaseCommand
 from pbsweb.cli import (acting_user, add_auth_id, add_output_format, box_table, finish_task, permission_error,
                         print_output, usage_error)
 from pbsweb.errors import UserError
+from syncjobs.engine.recover import parse_as_of
 from syncjobs.forms import SyncJobForm, form_data_from_api, job_edit_data
 from syncjobs.models import KEEP_FIELDS, SyncJob
 from syncjobs.serializers import job_to_json
@@ -60,7 +61,7 @@ def _last_run(job: SyncJob) -> str:
 
 class Command(BaseCommand):
     help = ("Sync jobs: `sync-job create ID --store S --remote R --remote-store P [...]`, "
-            "`sync-job list`, `sync-job show ID`, `sync-job run ID [--reconcile]`, "
+            "`sync-job list`, `sync-job show ID`, `sync-job run ID [--reconcile] [--as-of TIME]`, "
             "`sync-job update ID ...`, `sync-job remove ID`, "
             "`sync-job plan ID`: what the next run uploads, its requests, cost and duration.")
 
@@ -86,6 +87,9 @@ class Command(BaseCommand):
         rn.add_argument("id")
         rn.add_argument("--reconcile", action="store_true",
                         help="list the whole remote prefix to resync the local inventory")
+        rn.add_argument("--as-of", dest="as_of", default=None, metavar="TIME",
+                        help="pull: read the bucket as it was then (object versions kept by Object Lock), "
+                             "e.g. 2026-11-30T18:00:00Z")
         rm = sub.add_parser("remove")
         rm.add_argument("id")
         add_auth_id(rm)
@@ -171,7 +175,15 @@ class Command(BaseCommand):
 
     def do_run(self, opts):
         job = _job(opts["id"])
-        task = job.launch(CLI_USER, reconcile=bool(opts["reconcile"]), inline=True, echo=self.stdout)
+        as_of = None
+        if opts.get("as_of") is not None:
+            if job.direction != "pull":
+                raise usage_error(f"--as-of: only a pull job reads the bucket as of a time ('{job.job_id}' pushes)")
+            try:
+                as_of = parse_as_of(opts["as_of"]).isoformat()
+            except ValueError as e:
+                raise usage_error(f"--as-of: {e}") from None
+        task = job.launch(CLI_USER, reconcile=bool(opts["reconcile"]), as_of=as_of, inline=True, echo=self.stdout)
         finish_task(task)
 
     def do_plan(self, opts):
