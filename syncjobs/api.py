@@ -4,7 +4,7 @@
     POST config/sync                 create
     GET/PUT/DELETE config/sync/<id>  show / update / remove
     GET  admin/sync                  jobs with their last-run state
-    POST admin/sync/<id>/run         start a run -> {"data": UPID}
+    POST admin/sync/<id>/run         start a run -> {"data": UPID} (as-of: pull the bucket as it was then)
     GET  admin/sync/<id>/plan        the next run's plan (syncjobs.plan.job_plan)
     GET/POST config/traffic-control, GET/PUT/DELETE config/traffic-control/<rule>
 
@@ -17,6 +17,7 @@ from django.urls import path
 from pbsweb.access import has_privilege, require
 from pbsweb.api import endpoint, ok, parse_bool, parse_text
 from pbsweb.errors import NotFound, UserError
+from syncjobs.engine.recover import parse_as_of
 from syncjobs.forms import SyncJobForm, TrafficControlForm, form_data_from_api, job_edit_data, rate_text
 from syncjobs.models import JOB_PRIV, SyncJob, TrafficControlRule
 from syncjobs.plan import job_plan
@@ -90,7 +91,16 @@ def job_delete(request, id):
 @require(JOB_PRIV, _job_path)
 def job_run(request, id):
     reconcile = parse_bool(request.params.get("reconcile"), "reconcile", False)
-    return ok(_get(id).launch(request.user.username, reconcile=reconcile).upid)
+    job = _get(id)
+    as_of = request.params.get("as-of")
+    if as_of is not None:  # pull only: the bucket as it was then
+        if job.direction != "pull":
+            raise UserError("as-of", f"only a pull job reads the bucket as of a time ('{job.job_id}' pushes)")
+        try:
+            as_of = parse_as_of(parse_text(as_of, "as-of")).isoformat()
+        except ValueError as e:
+            raise UserError("as-of", str(e)) from None
+    return ok(job.launch(request.user.username, reconcile=reconcile, as_of=as_of).upid)
 
 
 @require("Datastore.Audit", _job_path)

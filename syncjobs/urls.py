@@ -9,6 +9,7 @@ urlpatterns = [
     path("sync-jobs/<str:job>/edit/", views.job_edit, name="syncjob-edit"),
     path("sync-jobs/<str:job>/remove/", views.job_remove, name="syncjob-remove"),
     path("sync-jobs/<str:job>/run/", views.job_run, name="syncjob-run"),
+    path("sync-jobs/<str:job>/run-as-of/", views.job_run_as_of, name="syncjob-run-as-of"),
     path("sync-jobs/<str:job>/log/", views.job_log, name="syncjob-log"),
     path("sync-jobs/<str:job>/plan/", views.job_plan_view, name="syncjob-plan"),
     path("datastore/<str:store>/sync-jobs/", views.store_job_list, name="datastore-syncjobs"),

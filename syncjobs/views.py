@@ -14,7 +14,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from datastores.models import Datastore
 from pbsweb.access import forbidden, has_privilege, require
 from pbsweb.errors import UserError
-from syncjobs.forms import SCHEDULE_PRESETS, SyncJobForm, TrafficControlForm
+from syncjobs.forms import SCHEDULE_PRESETS, RunAsOfForm, SyncJobForm, TrafficControlForm
 from syncjobs.models import JOB_PRIV, SyncJob, TrafficControlRule
 from syncjobs.plan import job_plan, plan_rows
 from syncjobs.services import remove_sync_job, save_sync_job
@@ -165,6 +165,26 @@ def job_run(request, job):
     reconcile = request.POST.get("reconcile") in ("1", "true", "on")
     task = job.launch(request.user.username, reconcile=reconcile)
     return _done(request, task.url)
+
+
+@require_http_methods(["GET", "POST"])
+@require(JOB_PRIV, _job_acl_path)
+def job_run_as_of(request, job):
+    """Pull as of…: the dialog (GET) and starting the pull reading the bucket as it was then (POST)."""
+    job = get_object_or_404(SyncJob.objects.select_related("store", "remote"), job_id=job)
+    next_url = _next_url(request, f"/datastore/{job.store.name}/sync-jobs/")
+    if request.method == "POST":
+        form = RunAsOfForm(request.POST, job=job)
+        if form.is_valid():
+            task = job.launch(request.user.username, as_of=form.cleaned_data["as_of"])
+            return _done(request, task.url)
+    else:
+        form = RunAsOfForm(job=job)
+    ctx = {"job": job, "form": form, "next": next_url}
+    if request.htmx:
+        return render(request, "syncjobs/run_as_of_dialog.html", ctx)
+    status = 400 if form.is_bound and form.errors else 200
+    return _render_list(request, job.store, {"as_of_dialog": ctx}, status=status)
 
 
 @require_safe

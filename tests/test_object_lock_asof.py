@@ -4,6 +4,7 @@ the attack into a fresh datastore and a direct restore as of that time both give
 tree, without changing the bucket; a time before the first push is refused naming the option.
 Against moto's server with an Object Lock bucket (syncjobs.engine.asof: one ListObjectVersions,
 GETs by version id)."""
+import re
 import time
 import uuid
 from datetime import datetime, timezone
@@ -87,3 +88,52 @@ def test_pull_and_direct_restore_as_of_before_the_attack(tmp_path, s3_client, at
 
     # reading the past changed nothing in the bucket
     assert set(all_objects(s3_client, bucket)) == {"backups/README-RANSOM.txt"}
+
+
+@pytest.mark.django_db
+def test_console_as_of_content_restore_and_pull(tmp_path, admin_client, attacked):
+    from urllib.parse import quote
+    _, as_of, _ = attacked
+    run_cli("datastore", "create", "store2", str(tmp_path / "store2"))
+    run_cli("sync-job", "create", "pull-job", "--direction", "pull", "--store", "store2",
+            "--remote", "s3-test", "--remote-store", "backups")
+    # Content: now the bucket holds no snapshot; as of before the attack it does, restore links carry the time
+    html = admin_client.get("/remotes/s3-test/content/?remote_store=backups").content.decode()
+    assert 'class="snapshot-row"' not in html and 'name="as_of"' in html
+    html = admin_client.get(f"/remotes/s3-test/content/?remote_store=backups&as_of={quote(as_of)}").content.decode()
+    assert f'data-snapshot="{SNAP}"' in html and f"as of {as_of}" in html
+    assert f"&amp;archive=root.tar&amp;as_of={quote(as_of, safe='')}" in html
+    html = admin_client.get("/remotes/s3-test/content/?remote_store=backups&as_of=%3Cb%3Ex").content.decode()
+    assert 'data-field="as_of" role="alert">as_of: &#x27;&lt;b&gt;x&#x27; is not a time' in html
+    html = admin_client.get(f"/remotes/s3-test/content/?remote_store=backups&as_of={EARLY}").content.decode()
+    assert "as_of: as-of 2020-01-01T00:00:00+00:00: " in html and "held no finished snapshot at that time" in html
+
+    # Restore archive as of: the dialog carries the time; a bad one is refused naming the field, no task
+    url = f"/remotes/s3-test/content/restore/?remote_store=backups&snapshot={SNAP}&archive=root.tar&as_of={quote(as_of)}"
+    html = admin_client.get(url).content.decode()
+    assert f'name="as_of" value="{as_of}"' in html
+    body = {"remote_store": "backups", "snapshot": SNAP, "archive": "root.tar", "target": str(tmp_path / "t")}
+    response = admin_client.post("/remotes/s3-test/content/restore/", {**body, "as_of": EARLY})
+    assert response.status_code == 400 and "as_of: as-of 2020-01-01T00:00:00+00:00: " in response.content.decode()
+    response = admin_client.post("/remotes/s3-test/content/restore/", body)  # now: the snapshot is gone
+    assert response.status_code == 400 and "does not exist" in response.content.decode()
+    assert not Task.objects.filter(worker_type="reader").exists()
+    response = admin_client.post("/remotes/s3-test/content/restore/", {**body, "as_of": as_of})
+    assert response.status_code == 302, re.findall(r'field-error[^<]*<', response.content.decode())
+    task = Task.objects.get(worker_type="reader")
+    assert response.status_code == 302 and task.arguments["as_of"] == as_of
+
+    # Sync Jobs → Pull as of…: validated, names the field; a push job refuses
+    assert "Pull as of…" in admin_client.get("/sync-jobs/").content.decode()
+    html = admin_client.get("/sync-jobs/pull-job/run-as-of/").content.decode()
+    assert 'name="as_of"' in html and "Pull as of a time: Sync Job pull-job" in html
+    response = admin_client.post("/sync-jobs/pull-job/run-as-of/", {"as_of": "<i>later</i>"})
+    html = response.content.decode()
+    assert response.status_code == 400 and "<i>later</i>" not in html
+    assert 'data-field="as_of">&#x27;&lt;i&gt;later&lt;/i&gt;&#x27; is not a time' in html
+    response = admin_client.post("/sync-jobs/push-job/run-as-of/", {"as_of": as_of})
+    assert 'data-field="as_of">only a pull job reads the bucket as of a time' in response.content.decode()
+    assert not Task.objects.filter(worker_type="syncjob", arguments__has_key="as_of").exists()
+    response = admin_client.post("/sync-jobs/pull-job/run-as-of/", {"as_of": as_of})
+    task = Task.objects.filter(worker_type="syncjob").latest("starttime")
+    assert response.status_code == 302 and task.arguments == {"job_id": "pull-job", "as_of": as_of}

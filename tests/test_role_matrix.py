@@ -102,6 +102,7 @@ ENDPOINTS = [
     ("GET", "/sync-jobs/add/?store=store1", "Datastore.Modify", DS, None, False, 200),
     ("GET", "/sync-jobs/job1/edit/", "Datastore.Modify", DS, None, False, 200),
     ("GET", "/sync-jobs/job1/log/", "Datastore.Audit", DS, None, False, 302),
+    ("GET", "/sync-jobs/job1/run-as-of/", "Datastore.Modify", DS, None, False, 200),
     ("GET", "/traffic-control/add/", "Sys.Modify", "/", None, False, 200),
     ("GET", "/traffic-control/rule1/edit/", "Sys.Modify", "/", None, False, 200),
     ("POST", "/datastore/create/", "Datastore.Allocate", "/datastore", {}, False, 400),
@@ -137,6 +138,7 @@ ENDPOINTS = [
     ("POST", "/sync-jobs/add/", "Datastore.Modify", DS, {"store": "store1"}, False, 400),
     ("POST", "/sync-jobs/job1/edit/", "Datastore.Modify", DS, {}, False, 400),
     ("POST", "/sync-jobs/job1/run/", "Datastore.Modify", DS, {}, False, 302),
+    ("POST", "/sync-jobs/job1/run-as-of/", "Datastore.Modify", DS, {}, False, 400),  # as_of required
     ("POST", "/traffic-control/add/", "Sys.Modify", "/", {}, False, 400),
     ("POST", "/traffic-control/rule1/edit/", "Sys.Modify", "/", {}, False, 400),
     ("POST", "/notifications/add/", "Sys.Modify", "/", {}, False, 400),
