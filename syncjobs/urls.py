@@ -12,6 +12,7 @@ urlpatterns = [
     path("sync-jobs/<str:job>/run-as-of/", views.job_run_as_of, name="syncjob-run-as-of"),
     path("sync-jobs/<str:job>/log/", views.job_log, name="syncjob-log"),
     path("sync-jobs/<str:job>/plan/", views.job_plan_view, name="syncjob-plan"),
+    path("sync-jobs/<str:job>/prune-simulate/", views.job_prune_simulate, name="syncjob-prune-simulate"),
     path("datastore/<str:store>/sync-jobs/", views.store_job_list, name="datastore-syncjobs"),
     path("traffic-control/", views.traffic_control, name="traffic-control"),
     path("traffic-control/add/", views.rule_add, name="traffic-control-add"),

@@ -63,7 +63,7 @@ def remote_content(request, remote):
     obj = get_object_or_404(Remote, remote_id=remote)
     counters = RequestCounters()
     ctx = {"r": obj, "stores": [], "store": None, "listing": None, "groups": [], "error": "",
-           "drill": drill_status(obj), "ns": "", "namespaces": [], "as_of": "",
+           "drill": drill_status(obj), "ns": "", "namespaces": [], "as_of": "", "as_of_store": "", "as_of_error": "",
            "can_pull": has_privilege(request.user, "Datastore.Modify", "/"),
            "can_restore": has_privilege(request.user, RESTORE_PRIV, f"/remote/{remote}")
            and has_privilege(request.user, "Sys.Modify", "/")}

@@ -93,6 +93,8 @@ ENDPOINTS = [
     ("GET", "/remotes/remote1/recover/", "Remote.Modify", RM, None, False, 200),
     ("GET", "/sync-jobs/job1/plan/", PLAN, None, None, False, 200),
     ("GET", "/api2/json/admin/sync/job1/plan", PLAN, None, None, True, 400),  # the bucket is unreachable
+    ("GET", "/sync-jobs/job1/prune-simulate/", PLAN, None, None, False, 200),  # reads the inventory only
+    ("GET", "/api2/json/admin/sync/job1/prune-simulate", PLAN, None, None, True, 200),
     # restoring writes to this server: Remote.Read on the remote and Sys.Modify on /
     ("GET", "/remotes/remote1/content/restore/", RESTORE, None, None, False, 404),  # no snapshot named
     ("GET", "/drills/", "Remote.Audit", "/remote", None, False, 200),

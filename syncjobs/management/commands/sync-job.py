@@ -10,7 +10,7 @@ from syncjobs.forms import SyncJobForm, form_data_from_api, job_edit_data
 from syncjobs.models import KEEP_FIELDS, SyncJob
 from syncjobs.serializers import job_to_json
 from syncjobs.services import remove_sync_job, save_sync_job
-from syncjobs.plan import job_plan, plan_rows
+from syncjobs.plan import job_plan, keep_options, plan_rows, prune_simulation
 
 CLI_USER = "root@pam"
 OPTIONS = [  # (flag, dest, help)
@@ -63,7 +63,8 @@ class Command(BaseCommand):
     help = ("Sync jobs: `sync-job create ID --store S --remote R --remote-store P [...]`, "
             "`sync-job list`, `sync-job show ID`, `sync-job run ID [--reconcile] [--as-of TIME]`, "
             "`sync-job update ID ...`, `sync-job remove ID`, "
-            "`sync-job plan ID`: what the next run uploads, its requests, cost and duration.")
+            "`sync-job plan ID`: what the next run uploads, its requests, cost and duration; "
+            "`sync-job prune-simulate ID [--keep-daily N ...]`: what the job's own remote retention keeps.")
 
     def add_arguments(self, parser):
         sub = parser.add_subparsers(dest="action", required=True)
@@ -96,9 +97,16 @@ class Command(BaseCommand):
         pl = sub.add_parser("plan")
         pl.add_argument("id")
         add_output_format(pl)
+        ps = sub.add_parser("prune-simulate", help="which bucket snapshots the job's own retention keeps "
+                            "and removes (from the prefix's inventory; nothing is removed)")
+        ps.add_argument("id")
+        for name in KEEP_FIELDS:
+            ps.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None, metavar="N",
+                            help="instead of the job's own keep options")
+        add_output_format(ps)
 
     def handle(self, *args, action, **opts):
-        getattr(self, f"do_{action}")(opts)
+        getattr(self, f"do_{action.replace('-', '_')}")(opts)
 
     # -- actions -----------------------------------------------------------------
     def _values(self, opts) -> dict:
@@ -196,6 +204,35 @@ class Command(BaseCommand):
             print_output(self.stdout, opts["output_format"], [], [], data)
             return
         self.stdout.write(box_table(["Plan", "Value"], [list(r) for r in plan_rows(data)]))
+
+    def do_prune_simulate(self, opts):
+        job = _job(opts["id"])
+        values = {}
+        for name in KEEP_FIELDS:
+            if opts.get(name) is not None:
+                try:
+                    values[name] = int(opts[name])
+                    if values[name] < 0:
+                        raise ValueError
+                except ValueError:
+                    raise usage_error(f"--{name.replace('_', '-')}: expected a whole number >= 0, "
+                                      f"not '{opts[name]}'") from None
+        try:
+            data = prune_simulation(job, keep_options(values, job) if values else None)
+        except UserError as e:
+            raise usage_error(str(e)) from None
+        data.pop("rows")
+        if opts["output_format"] != "text":
+            print_output(self.stdout, opts["output_format"], [], [], data)
+            return
+        rows = [[(f"{s['ns']}:" if s["ns"] else "") + f"{s['backup-type']}/{s['backup-id']}", s["snapshot"],
+                 s["mark"] if s["mark"] in ("keep", "remove") else f"keep ({s['mark']})"] for s in data["snapshots"]]
+        keep = " ".join(f"--{k} {v}" for k, v in data["keep"].items()) or "none"
+        self.stdout.write(f"remote retention of sync job '{job.job_id}' (s3 prefix {data['remote-store']}): "
+                          f"keep options {keep}: {data['kept']} kept, {data['removed']} removed")
+        self.stdout.write(box_table(["group", "snapshot", "result"], rows))
+        for note in data["notes"]:
+            self.stdout.write(f"note: {note}")
 
     def do_remove(self, opts):
         job = _job(opts["id"])
