@@ -18,6 +18,7 @@ from remotes.engine.client import RequestCounters
 from remotes.engine.errors import explain_error
 from remotes.management.commands import remote as remote_cmd
 from remotes.models import Remote, record_usage
+from syncjobs.engine.asof import AsOfBucket
 from syncjobs.engine.bucket import SyncError
 from syncjobs.engine.common import fmt_bytes
 from syncjobs.engine.recover import parse_as_of
@@ -33,6 +34,8 @@ def add_content_arguments(parser) -> None:
     parser.add_argument("id", help="remote ID")
     add_remote_store(parser, "prefix in the bucket (default: every datastore in the bucket)", default=None)
     parser.add_argument("--ns", default="")
+    parser.add_argument("--as-of", dest="as_of", default=None, metavar="TIME",
+                        help="the snapshots as they were then (object versions; needs --remote-store)")
     parser.add_argument("--output-format", choices=["text", "json", "json-pretty"], default="text")
 
 
@@ -99,6 +102,12 @@ def do_content(stdout, opts) -> None:
         ns = normalize_ns(opts.get("ns") or "")
     except ValueError as e:
         raise usage_error(f"--ns: {str(e).removeprefix('ns: ')}") from None
+    as_of = _as_of(opts)
+    if as_of is not None:
+        if not (opts.get("remote_store") or "").strip("/"):
+            raise usage_error("--remote-store: required with --as-of (the prefix need not hold its marker now)")
+        do_content_as_of(stdout, obj, opts["remote_store"].strip("/"), ns, as_of, fmt)
+        return
     counters = RequestCounters()
     try:
         client = obj.client(counters=counters)
@@ -137,6 +146,36 @@ def do_content(stdout, opts) -> None:
         stdout.write(f"unreadable manifest: {p}")
     for w in warnings:
         stdout.write(f"warning: {w}")
+
+
+def do_content_as_of(stdout, obj, prefix: str, ns: str, as_of, fmt: str) -> None:
+    """`remote content ID --remote-store P --as-of TIME`: the prefix's snapshots as they were then."""
+    counters = RequestCounters()
+    try:
+        bucket = AsOfBucket(make_bucket(obj, obj.client(counters=counters), prefix), as_of)
+        try:
+            bucket.check()
+        except SyncError as e:
+            if e.code != "AsOfEmpty":
+                raise
+            raise usage_error(f"--{e}") from None
+        listing = list_snapshots(bucket, ns)
+    except CommandError:
+        raise
+    except Exception as e:
+        raise CommandError(f"remote {obj.remote_id}: {_s3_error(e, obj)}", returncode=1) from None
+    finally:
+        _record(obj, counters)
+    items = [snapshot_json(s, prefix) for s in listing.snapshots]
+    if fmt != "text":
+        stdout.write(json.dumps(items, indent=2 if fmt == "json-pretty" else None))
+        return
+    stdout.write(f"s3://{obj.bucket}/{prefix} as of {as_of.isoformat()}:")
+    rows = [[(f"ns:{it['ns']}: " if it["ns"] else "") + it["snapshot"], fmt_size(it["size"]), len(it["files"]),
+             f"yes ({it['fingerprint']})" if it["encrypted"] else "no"] for it in items]
+    stdout.write(box_table(["snapshot", "size", "files", "encrypted"], rows))
+    for p in listing.unreadable:
+        stdout.write(f"unreadable manifest: {p}")
 
 
 def do_restore(stdout, opts) -> None:

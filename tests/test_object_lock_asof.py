@@ -70,6 +70,13 @@ def test_pull_and_direct_restore_as_of_before_the_attack(tmp_path, s3_client, at
                           "--as-of", datetime.now(timezone.utc).isoformat()))
     assert error.startswith("--as-of ") and "every snapshot manifest was deleted by then" in error
 
+    # what the prefix held then: `remote content --as-of` (now it lists nothing)
+    assert str(cli_error("remote", "content", "s3-test", "--as-of", as_of)).startswith("--remote-store: required")
+    out = run_cli("remote", "content", "s3-test", "--remote-store", "backups", "--as-of", as_of)
+    assert f"s3://{bucket}/backups as of {as_of}:" in out and SNAP in out
+    assert str(cli_error("remote", "content", "s3-test", "--remote-store", "backups", "--as-of", EARLY)) \
+        .startswith("--as-of 2020-01-01T00:00:00+00:00: ")
+
     # pull as of before the attack into a fresh datastore, then restore: the identical tree
     out = run_cli("sync-job", "run", "pull-job", "--as-of", as_of)
     assert f"as of {as_of}" in out and f"sync snapshot {SNAP}" in out and "TASK OK" in out
