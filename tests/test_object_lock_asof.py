@@ -5,6 +5,7 @@ tree, without changing the bucket; a time before the first push is refused namin
 Against moto's server with an Object Lock bucket (syncjobs.engine.asof: one ListObjectVersions,
 GETs by version id)."""
 import re
+import json
 import time
 import uuid
 from datetime import datetime, timezone
@@ -81,6 +82,8 @@ def test_pull_and_direct_restore_as_of_before_the_attack(tmp_path, s3_client, at
     out = run_cli("sync-job", "run", "pull-job", "--as-of", as_of)
     assert f"as of {as_of}" in out and f"sync snapshot {SNAP}" in out and "TASK OK" in out
     assert "remove-vanished no (reading as of a time" in out
+    # one listing of the versions, no write: 1 LIST (ListObjectVersions), 0 PUT, 0 DELETE
+    assert "requests: 0 PUT, 1 LIST, 0 HEAD, " in out and ", 0 DELETE;" in out
     run_cli("catalog", "rebuild", "store2")
     target = tmp_path / "restored-from-pull"
     run_cli("restore", "store2", SNAP, "root.tar", str(target))
@@ -89,7 +92,7 @@ def test_pull_and_direct_restore_as_of_before_the_attack(tmp_path, s3_client, at
     # restore straight from the bucket as of that time: the identical bytes
     target = tmp_path / "restored-direct"
     out = run_cli("remote", "restore", "s3-test", "backups", SNAP, "root.tar", str(target), "--as-of", as_of)
-    assert f"as of {as_of}" in out and "TASK OK" in out
+    assert f"as of {as_of}" in out and "TASK OK" in out and "requests: 0 PUT, " in out and ", 0 DELETE;" in out
     assert tree_state(target) == tree_state(src)
     assert Task.objects.filter(worker_type="reader").latest("starttime").arguments["as_of"] == as_of
 
@@ -144,3 +147,13 @@ def test_console_as_of_content_restore_and_pull(tmp_path, admin_client, attacked
     response = admin_client.post("/sync-jobs/pull-job/run-as-of/", {"as_of": as_of})
     task = Task.objects.filter(worker_type="syncjob").latest("starttime")
     assert response.status_code == 302 and task.arguments == {"job_id": "pull-job", "as_of": as_of}
+
+    # the API: `as-of` on admin/sync/ID/run
+    def api_run(job, **body):
+        return admin_client.post(f"/api2/json/admin/sync/{job}/run", json.dumps(body), content_type="application/json")
+    response = api_run("pull-job", **{"as-of": "noon"})
+    assert response.status_code == 400 and "as-of" in response.json()["errors"]
+    response = api_run("push-job", **{"as-of": as_of})
+    assert response.status_code == 400 and "only a pull job" in response.json()["errors"]["as-of"]
+    upid = api_run("pull-job", **{"as-of": as_of}).json()["data"]
+    assert Task.objects.get(upid=upid).arguments == {"job_id": "pull-job", "as_of": as_of}
