@@ -25,7 +25,7 @@ from django.views.decorators.csrf import csrf_exempt
 from datastores.engine.blob import check_blob_crc
 from datastores.engine.datastore import (SnapshotRef, parse_snapshot_name, validate_backup_id,
                                          validate_backup_type, validate_ns)
-from datastores.engine.errors import DatastoreError
+from datastores.engine.errors import DatastoreError, GroupLockedError
 from datastores.engine.manifest import MANIFEST_NAME
 from datastores.engine.prune import KeepOptions, PruneItem, compute_prune, prune_mark_kept
 from datastores.models import Datastore as StoreConfig
@@ -129,6 +129,8 @@ def endpoint(view):
             return view(request, caller, cfg, eng, *args, **kwargs)
         except SessionError as e:
             return JsonResponse({"errors": str(e)}, status=e.status)
+        except GroupLockedError as e:      # forget/prune while a backup of the group runs
+            return JsonResponse({"errors": str(e)}, status=409)
         except DatastoreError as e:
             return JsonResponse({"errors": str(e)}, status=400)
     return wrapper
@@ -426,13 +428,15 @@ def prune(request, caller, cfg, eng):
             keep[f"keep_{k}"] = v
     items = [PruneItem(r, r.time, r.finished, r.protected) for r in eng.list_snapshots(ns, recursive=False)
              if (r.backup_type, r.backup_id) == (btype, bid)]
-    out = []
-    for item, mark in compute_prune(items, KeepOptions(**keep)):
-        kept = prune_mark_kept(mark)
-        if not kept and not doc.get("dry-run"):
-            eng.remove_snapshot(item.key)
-        out.append({"snapshot": item.key.name, "keep": kept, "mark": mark})
-    return JsonResponse({"data": out})
+    plan = [(item, mark, prune_mark_kept(mark)) for item, mark in compute_prune(items, KeepOptions(**keep))]
+    if not doc.get("dry-run"):
+        # Refused (409) while a backup of the group runs, even with nothing to remove (PROTOCOL.md §4).
+        with eng.group_lock(ns, btype, bid):
+            for item, _mark, kept in plan:
+                if not kept:
+                    eng.remove_snapshot(item.key, group_locked=True)
+    return JsonResponse({"data": [{"snapshot": item.key.name, "keep": kept, "mark": mark}
+                                  for item, mark, kept in plan]})
 
 
 @endpoint

@@ -17,6 +17,7 @@ from .errors import ClientError, RequestError
 from .http import RateLimit, Server
 
 PING_INTERVAL = 5.0
+PROGRESS_INTERVAL = 0.5
 UPLOAD_THREADS = 4
 MiB = 1024 * 1024
 
@@ -29,11 +30,15 @@ class Uploader:
         self.server, self.base, self.known, self.rate = server, base, known, rate
         self.sent_chunks = 0
         self.sent_bytes = 0
+        self.reused_chunks = 0
         self.lock = threading.Lock()
 
     def touch(self, digest_hex: str) -> bool:
         with self.lock:
-            return digest_hex in self.known
+            if digest_hex in self.known:
+                self.reused_chunks += 1
+                return True
+            return False
 
     def insert(self, digest_hex: str, blob, fsync: bool = False) -> bool:
         data = b"".join(blob) if isinstance(blob, list) else bytes(blob)
@@ -60,6 +65,24 @@ class _Pinger(threading.Thread):
                 self.server.request("POST", f"{self.base}/ping", body=b"")
             except ClientError:
                 pass    # the main thread sees the failure on its next request
+
+
+class _Progress(threading.Thread):
+    """The progress line (shown only on a terminal, cli.Output): chunks sent and reused, speed."""
+
+    def __init__(self, uploader: Uploader, reporter, interval: float = PROGRESS_INTERVAL):
+        super().__init__(daemon=True, name="progress")
+        self.uploader, self.reporter, self.interval = uploader, reporter, interval
+        self.stopped = threading.Event()
+        self.t0 = time.monotonic()
+
+    def run(self) -> None:
+        while not self.stopped.wait(self.interval):
+            u = self.uploader
+            elapsed = max(time.monotonic() - self.t0, 1e-6)
+            self.reporter.progress(0.0, f"sent {u.sent_chunks} chunks, {u.sent_bytes / MiB:.1f} MiB "
+                                        f"({u.sent_bytes / MiB / elapsed:.1f} MiB/s); "
+                                        f"{u.reused_chunks} chunks reused; {elapsed:.0f} s")
 
 
 @dataclass
@@ -91,11 +114,14 @@ def run_network_backup(server: Server, store: str, backup_type: str, backup_id: 
                                                                            time.gmtime(backup_time)))
     pinger = _Pinger(server, base)
     pinger.start()
+    progress = None
     t0 = time.monotonic()
     try:
         known = _previous_chunks(server, base, start.get("previous"), crypt, reporter)
         result.previous = start.get("previous") if known else None
         uploader = Uploader(server, base, known, RateLimit(rate))
+        progress = _Progress(uploader, reporter)
+        progress.start()
         manifest = Manifest(backup_type, backup_id, backup_time)
         catalog: dict[str, list] = {}
         buffers = [memoryview(bytearray(BUF_SIZE)) for _ in range(N_BUFFERS)]
@@ -128,6 +154,9 @@ def run_network_backup(server: Server, store: str, backup_type: str, backup_id: 
         raise
     finally:
         pinger.stopped.set()
+        if progress is not None:
+            progress.stopped.set()
+            progress.join()
     result.duration = time.monotonic() - t0
     result.sent_chunks, result.sent_bytes = uploader.sent_chunks, uploader.sent_bytes
     return result
