@@ -12,10 +12,8 @@ import binascii
 import hashlib
 import json
 import shutil
-import ssl
 import time
 from functools import wraps
-from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import authenticate, get_user_model
@@ -29,28 +27,12 @@ from datastores.engine.errors import DatastoreError, GroupLockedError
 from datastores.engine.manifest import MANIFEST_NAME
 from datastores.engine.prune import KeepOptions, PruneItem, compute_prune, prune_mark_kept
 from datastores.models import Datastore as StoreConfig
+from datastores.models import StorageNode
 from datastores.sessions import Session, SessionError, open_session
 from pbsweb.access import user_privileges
 from pbsweb.apitokens import HEADER_PREFIX, authenticate_token
 
 MAX_FILE = 256 << 20          # an index of a 1 TiB archive is ~10 MiB; the catalog may be larger
-
-
-def certificate_fingerprint() -> str:
-    """SHA-256 of the server's TLS certificate, as `pbsweb-client --fingerprint` expects it."""
-    try:
-        der = ssl.PEM_cert_to_DER_cert(Path(settings.TLS_CERT_FILE).read_text())
-    except (OSError, ValueError):
-        return ""
-    return ":".join(f"{b:02x}" for b in hashlib.sha256(der).digest())
-
-
-def connection_info(request, store: str) -> dict:
-    """What Datastore → Summary → Show Connection Information shows, as PBS."""
-    host = request.get_host()
-    if not host.rsplit(":", 1)[-1].isdigit() or host.endswith("]"):
-        host = f"{host}:8007"
-    return {"repository": f"{request.user.username}@{host}:{store}", "fingerprint": certificate_fingerprint()}
 
 
 class Caller:
@@ -125,7 +107,7 @@ def endpoint(view):
             except DatastoreError:
                 # Several nodes: a store's disk is on one of them (README, "several worker nodes").
                 raise SessionError(421, f"datastore '{store}' is not on this node ({settings.NODE_NAME}); "
-                                        f"connect to the node that holds its disk") from None
+                                        f"connect to {_node_of(cfg)}, the node that holds its disk") from None
             return view(request, caller, cfg, eng, *args, **kwargs)
         except SessionError as e:
             return JsonResponse({"errors": str(e)}, status=e.status)
@@ -134,6 +116,11 @@ def endpoint(view):
         except DatastoreError as e:
             return JsonResponse({"errors": str(e)}, status=400)
     return wrapper
+
+
+def _node_of(cfg) -> str:
+    node = StorageNode.objects.filter(name=cfg.node).first() if cfg.node else None
+    return f"{node.name} ({node.address})" if node else (cfg.node or "the node")
 
 
 def _param_ns(request) -> list[str]:
