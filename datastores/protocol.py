@@ -28,7 +28,7 @@ from datastores.engine.manifest import MANIFEST_NAME
 from datastores.engine.prune import KeepOptions, PruneItem, compute_prune, prune_mark_kept
 from datastores.models import Datastore as StoreConfig
 from datastores.models import StorageNode
-from datastores.sessions import Session, SessionError, open_session
+from datastores.sessions import IDLE_TIMEOUT, Session, SessionError, open_session
 from pbsweb.access import user_privileges
 from pbsweb.apitokens import HEADER_PREFIX, authenticate_token
 
@@ -207,7 +207,7 @@ def backup_start(request, caller, cfg, eng):
     session = open_session(eng, cfg.name, "backup", caller.auth_id, ref, bool(doc.get("encrypted")),
                            previous.rel_dir if previous else None)
     return JsonResponse({"session": session.info.sid, "upid": session.info.upid,
-                         "previous": previous.name if previous else None})
+                         "previous": previous.name if previous else None, "idle-timeout": IDLE_TIMEOUT})
 
 
 def _session(request, caller, eng, sid, kind) -> Session:
