@@ -14,7 +14,6 @@ import pytest
 from tests.client_helpers import MiB, client, client_popen, net  # noqa: F401
 from tests.conftest import REPO, service_env
 
-pytestmark = pytest.mark.django_db(transaction=True)
 
 LOCKED = "backup group host/web01 is locked by a running backup"
 
@@ -120,3 +119,32 @@ def test_progress_line_on_a_terminal_not_in_a_pipe(net, tmp_path):
     assert "finished" in res.stdout
     assert "\r" not in res.stdout + res.stderr and "\x1b" not in res.stdout + res.stderr
     assert "MiB/s); " not in res.stderr
+
+
+def test_group_lock_in_the_engine(tmp_path):
+    """Whoever holds a group's lock (here: another open file, as a backup session in another
+    process), forget, removing the group and a local backup of the group are refused."""
+    from datastores.engine.backup import run_backup
+    from datastores.engine.datastore import Datastore
+    from datastores.engine.errors import GroupLockedError
+    store = Datastore.create(tmp_path / "store")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_text("x")
+    ref = run_backup(store, "host", "web01", [("root.tar", src)], backup_time=1_700_000_000).ref
+    fd = store.try_group_lock("", "host", "web01")
+    assert fd is not None
+    try:
+        with pytest.raises(GroupLockedError, match=f"^{LOCKED}$"):
+            store.remove_snapshot(ref)
+        with pytest.raises(GroupLockedError, match=f"^{LOCKED}$"):
+            store.remove_group("", "host", "web01")
+        with pytest.raises(GroupLockedError, match=f"^{LOCKED}$"):
+            run_backup(store, "host", "web01", [("root.tar", src)], backup_time=1_700_000_100)
+        assert store.try_group_lock("", "host", "web01") is None
+        # other groups are not affected
+        run_backup(store, "host", "other", [("root.tar", src)], backup_time=1_700_000_000)
+    finally:
+        os.close(fd)
+    store.remove_snapshot(ref)
+    assert [r.name for r in store.list_snapshots()] == ["host/other/2023-11-14T22:13:20Z"]
