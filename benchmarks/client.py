@@ -2,9 +2,12 @@
 local `manage.py backup`, and restic if installed, on the same data (benchmarks/ingest.py's
 mix: about half random, half text, with duplicates).
 
-    .venv/bin/python benchmarks/client.py --size 512MiB [--no-restic] [--keep]
+    .venv/bin/python benchmarks/client.py --size 512MiB [--repeat 3] [--no-restic] [--keep]
 
 Reports MiB/s of each backup and restore, and the share of bytes an unchanged re-run sends.
+On a shared, loaded machine one run of each says little: the three backups (local, network,
+restic) run interleaved --repeat times, each into a fresh store, and the medians and their
+ratios are reported (and each round's ratios, to show the spread).
 """
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import json
 import os
 import shutil
 import socket
+import statistics
 import ssl
 import subprocess
 import sys
@@ -24,7 +28,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from benchmarks.ingest import generate, parse_size, run_restic, settle  # noqa: E402
+from benchmarks.ingest import generate, parse_size, settle  # noqa: E402
 
 MiB = 1024 * 1024
 PY = sys.executable
@@ -51,6 +55,7 @@ def main() -> None:
     ap.add_argument("--size", default="512MiB")
     ap.add_argument("--no-restic", action="store_true")
     ap.add_argument("--keep", action="store_true")
+    ap.add_argument("--repeat", type=int, default=3, help="interleaved rounds of the three backups")
     args = ap.parse_args()
     size = parse_size(args.size)
     work = Path(tempfile.mkdtemp(prefix="pbsweb-client-bench-"))
@@ -61,16 +66,21 @@ def main() -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_URL", "CELERY"))}
         env.update(PBSWEB_DATA_DIR=str(work / "var"), DJANGO_SETTINGS_MODULE="pbsweb.settings")
         manage = [PY, "manage.py"]
-        for cmd in (["migrate", "-v0"], ["firstrun"], ["datastore", "create", "local", str(work / "local")],
-                    ["datastore", "create", "net", str(work / "net")], ["user", "create", "bench@pbs"],
-                    ["acl", "update", "/datastore/net", "DatastoreBackup", "--auth-id", "bench@pbs"]):
+        rounds = range(max(1, args.repeat))
+        setup = [["migrate", "-v0"], ["firstrun"], ["user", "create", "bench@pbs"]]
+        for r in rounds:
+            setup += [["datastore", "create", f"local{r}", str(work / f"local{r}")],
+                      ["datastore", "create", f"net{r}", str(work / f"net{r}")],
+                      ["acl", "update", f"/datastore/net{r}", "DatastoreBackup", "--auth-id", "bench@pbs"]]
+        for cmd in setup:
             subprocess.run(manage + cmd, env=env, cwd=REPO, check=True, capture_output=True)
         token = json.loads(subprocess.run(manage + ["user", "generate-token", "bench@pbs", "t", "--output-format",
                                                     "json"], env=env, cwd=REPO, check=True,
                                           capture_output=True, text=True).stdout)
         # a token holds what its own entries grant and its user holds too (PBS privilege separation)
-        subprocess.run(manage + ["acl", "update", "/datastore/net", "DatastoreBackup", "--auth-id", "bench@pbs!t"],
-                       env=env, cwd=REPO, check=True, capture_output=True)
+        for r in rounds:
+            subprocess.run(manage + ["acl", "update", f"/datastore/net{r}", "DatastoreBackup", "--auth-id",
+                                     "bench@pbs!t"], env=env, cwd=REPO, check=True, capture_output=True)
         port = _free_port()
         server = subprocess.Popen([str(Path(PY).parent / "gunicorn"), "-c", "pbsweb/gunicorn_conf.py", "pbsweb.wsgi"],
                                   env={**env, "PBSWEB_PORT": str(port), "PBSWEB_BIND": "127.0.0.1"}, cwd=REPO,
@@ -84,35 +94,50 @@ def main() -> None:
         der = ssl.PEM_cert_to_DER_cert((work / "var" / "proxy.pem").read_text())
         fingerprint = ":".join(f"{b:02x}" for b in hashlib.sha256(der).digest())
         cenv = {k: v for k, v in env.items() if not k.startswith(("PBSWEB", "DJANGO"))}
-        cenv.update(PBS_REPOSITORY=f"{token['tokenid']}@127.0.0.1:{port}:net", PBS_PASSWORD=token["value"],
-                    PBS_FINGERPRINT=fingerprint)
-        client = [PY, "-m", "datastores.client"]
-        results = {"size_mib": size / MiB}
+        cenv.update(PBS_PASSWORD=token["value"], PBS_FINGERPRINT=fingerprint)
 
-        t, _ = _timed(manage + ["backup", "local", "--type", "host", "--id", "bench", f"data.tar:{data}"], env)
-        results["local_backup_mbs"] = size / MiB / t
-        t, p = _timed(client + ["backup", f"data.tar:{data}", "--backup-id", "bench", "--output-format", "json"], cenv)
-        first = json.loads(p.stdout)
-        results["net_backup_mbs"] = size / MiB / t
+        def on(store):
+            return {**cenv, "PBS_REPOSITORY": f"{token['tokenid']}@127.0.0.1:{port}:{store}"}
+        client = [PY, "-m", "datastores.client"]
+        restic = None if args.no_restic else shutil.which("restic")
+        results = {"size_mib": size / MiB, "rounds": len(rounds)}
+        local, net, rest, first = [], [], [], None
+        for r in rounds:        # interleaved, so a burst of load from elsewhere hits all three alike
+            t, _ = _timed(manage + ["backup", f"local{r}", "--type", "host", "--id", "bench", f"data.tar:{data}"], env)
+            local.append(size / MiB / t)
+            t, p = _timed(client + ["backup", f"data.tar:{data}", "--backup-id", "bench", "--output-format", "json"],
+                          on(f"net{r}"))
+            net.append(size / MiB / t)
+            first = first or json.loads(p.stdout)
+            if restic:
+                renv = dict(os.environ, RESTIC_PASSWORD="bench-password", RESTIC_REPOSITORY=str(work / f"restic{r}"),
+                            RESTIC_CACHE_DIR=str(work / "restic-cache"))
+                subprocess.run([restic, "init"], env=renv, check=True, capture_output=True)
+                t, _ = _timed([restic, "backup", "--quiet", str(data)], renv)
+                rest.append(size / MiB / t)
+        results["local_backup_mbs"] = statistics.median(local)
+        results["net_backup_mbs"] = statistics.median(net)
+        results["net_vs_local_backup"] = results["net_backup_mbs"] / results["local_backup_mbs"]
+        results["rounds_net_vs_local"] = [round(n / x, 3) for n, x in zip(net, local)]
+        if rest:
+            results["restic_backup_mbs"] = statistics.median(rest)
+            results["net_vs_restic_backup"] = results["net_backup_mbs"] / results["restic_backup_mbs"]
+            results["rounds_net_vs_restic"] = [round(n / x, 3) for n, x in zip(net, rest)]
+
         time.sleep(1.1)
-        t, p = _timed(client + ["backup", f"data.tar:{data}", "--backup-id", "bench", "--output-format", "json"], cenv)
+        t, p = _timed(client + ["backup", f"data.tar:{data}", "--backup-id", "bench", "--output-format", "json"],
+                      on("net0"))
         again = json.loads(p.stdout)
         results["net_rerun_mbs"] = size / MiB / t
         results["net_rerun_sent_percent"] = 100 * again["sent_bytes"] / size
 
-        snaps = json.loads(subprocess.run(manage + ["snapshots", "local", "--output-format", "json"], env=env,
+        snaps = json.loads(subprocess.run(manage + ["snapshots", "local0", "--output-format", "json"], env=env,
                                           cwd=REPO, check=True, capture_output=True, text=True).stdout)
-        t, _ = _timed(manage + ["restore", "local", snaps[0]["snapshot"], "data.tar", str(work / "r-local")], env)
+        t, _ = _timed(manage + ["restore", "local0", snaps[0]["snapshot"], "data.tar", str(work / "r-local")], env)
         results["local_restore_mbs"] = size / MiB / t
-        t, _ = _timed(client + ["restore", first["snapshot"], "data.tar", str(work / "r-net")], cenv)
+        t, _ = _timed(client + ["restore", first["snapshot"], "data.tar", str(work / "r-net")], on("net0"))
         results["net_restore_mbs"] = size / MiB / t
-        results["net_vs_local_backup"] = results["net_backup_mbs"] / results["local_backup_mbs"]
         results["net_vs_local_restore"] = results["net_restore_mbs"] / results["local_restore_mbs"]
-        if not args.no_restic:
-            r = run_restic(data, work, size)
-            if r:
-                results["restic_backup_mbs"] = r["backup_mbs"]
-                results["net_vs_restic_backup"] = results["net_backup_mbs"] / r["backup_mbs"]
         print(json.dumps({k: round(v, 3) if isinstance(v, float) else v for k, v in results.items()}, indent=2))
     finally:
         if server is not None:

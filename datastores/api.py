@@ -8,7 +8,7 @@ from django.urls import path
 
 from datastores import status as ds_status
 from datastores.engine.datastore import format_time, validate_ns
-from datastores.engine.errors import DatastoreError
+from datastores.engine.errors import DatastoreError, GroupLockedError
 from datastores.models import Datastore, validate_schedule
 from datastores.serializers import config_json, prune_item_json, snapshot_json, usage_json
 from datastores.services import create_datastore, keep_options_from, prune_plan, remove_datastore, snapshot_info
@@ -77,6 +77,8 @@ def snapshot_forget(request, store):
     name, ns = _snapshot_name(p), _ns(p.get("ns"))
     try:
         eng.remove_snapshot(eng.find_snapshot(name, ns))
+    except GroupLockedError as e:      # a backup of the group is running (docs/PROTOCOL.md §4)
+        raise Conflict("snapshot", str(e)) from None
     except DatastoreError as e:
         raise UserError("snapshot", str(e)) from None
     return ok()

@@ -59,6 +59,9 @@ class Datastore(ScheduledJob):
     key_fingerprint = models.CharField(max_length=64, blank=True)
     key_kdf = models.CharField(max_length=16, blank=True)
     key_passphrase = models.TextField(blank=True)  # secretbox-encrypted, never shown
+    # The node (PBSWEB_NODE) whose disk holds the store: the one that created it. Clients back up
+    # to that node's web server (README "Deployment: several worker nodes"). Blank: unknown.
+    node = models.CharField(max_length=64, blank=True, default="")
 
     class Meta:
         ordering = ["name"]
@@ -158,3 +161,22 @@ class DatastoreUsage(models.Model):
 
     def __str__(self) -> str:
         return f"{self.store_id} {self.time:%Y-%m-%d %H:%M} {self.used_bytes}/{self.total_bytes}"
+
+
+class StorageNode(models.Model):
+    """A node's web server as backup clients reach it: its address and TLS certificate fingerprint.
+    Each node records itself when its web server starts and when it creates a datastore."""
+
+    name = models.CharField(max_length=64, unique=True)
+    address = models.CharField(max_length=255)        # HOST[:PORT] (PBSWEB_NODE_ADDRESS)
+    fingerprint = models.CharField(max_length=95, blank=True)
+    updated = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.address})"
+
+    def stores(self):
+        return Datastore.objects.filter(node=self.name)

@@ -12,10 +12,8 @@ import binascii
 import hashlib
 import json
 import shutil
-import ssl
 import time
 from functools import wraps
-from pathlib import Path
 
 from django.conf import settings
 from django.contrib.auth import authenticate, get_user_model
@@ -25,32 +23,16 @@ from django.views.decorators.csrf import csrf_exempt
 from datastores.engine.blob import check_blob_crc
 from datastores.engine.datastore import (SnapshotRef, parse_snapshot_name, validate_backup_id,
                                          validate_backup_type, validate_ns)
-from datastores.engine.errors import DatastoreError
+from datastores.engine.errors import DatastoreError, GroupLockedError
 from datastores.engine.manifest import MANIFEST_NAME
 from datastores.engine.prune import KeepOptions, PruneItem, compute_prune, prune_mark_kept
 from datastores.models import Datastore as StoreConfig
-from datastores.sessions import Session, SessionError, open_session
+from datastores.models import StorageNode
+from datastores.sessions import IDLE_TIMEOUT, Session, SessionError, open_session
 from pbsweb.access import user_privileges
 from pbsweb.apitokens import HEADER_PREFIX, authenticate_token
 
 MAX_FILE = 256 << 20          # an index of a 1 TiB archive is ~10 MiB; the catalog may be larger
-
-
-def certificate_fingerprint() -> str:
-    """SHA-256 of the server's TLS certificate, as `pbsweb-client --fingerprint` expects it."""
-    try:
-        der = ssl.PEM_cert_to_DER_cert(Path(settings.TLS_CERT_FILE).read_text())
-    except (OSError, ValueError):
-        return ""
-    return ":".join(f"{b:02x}" for b in hashlib.sha256(der).digest())
-
-
-def connection_info(request, store: str) -> dict:
-    """What Datastore → Summary → Show Connection Information shows, as PBS."""
-    host = request.get_host()
-    if not host.rsplit(":", 1)[-1].isdigit() or host.endswith("]"):
-        host = f"{host}:8007"
-    return {"repository": f"{request.user.username}@{host}:{store}", "fingerprint": certificate_fingerprint()}
 
 
 class Caller:
@@ -125,13 +107,20 @@ def endpoint(view):
             except DatastoreError:
                 # Several nodes: a store's disk is on one of them (README, "several worker nodes").
                 raise SessionError(421, f"datastore '{store}' is not on this node ({settings.NODE_NAME}); "
-                                        f"connect to the node that holds its disk") from None
+                                        f"connect to {_node_of(cfg)}, the node that holds its disk") from None
             return view(request, caller, cfg, eng, *args, **kwargs)
         except SessionError as e:
             return JsonResponse({"errors": str(e)}, status=e.status)
+        except GroupLockedError as e:      # forget/prune while a backup of the group runs
+            return JsonResponse({"errors": str(e)}, status=409)
         except DatastoreError as e:
             return JsonResponse({"errors": str(e)}, status=400)
     return wrapper
+
+
+def _node_of(cfg) -> str:
+    node = StorageNode.objects.filter(name=cfg.node).first() if cfg.node else None
+    return f"{node.name} ({node.address})" if node else (cfg.node or "the node")
 
 
 def _param_ns(request) -> list[str]:
@@ -218,7 +207,7 @@ def backup_start(request, caller, cfg, eng):
     session = open_session(eng, cfg.name, "backup", caller.auth_id, ref, bool(doc.get("encrypted")),
                            previous.rel_dir if previous else None)
     return JsonResponse({"session": session.info.sid, "upid": session.info.upid,
-                         "previous": previous.name if previous else None})
+                         "previous": previous.name if previous else None, "idle-timeout": IDLE_TIMEOUT})
 
 
 def _session(request, caller, eng, sid, kind) -> Session:
@@ -426,13 +415,15 @@ def prune(request, caller, cfg, eng):
             keep[f"keep_{k}"] = v
     items = [PruneItem(r, r.time, r.finished, r.protected) for r in eng.list_snapshots(ns, recursive=False)
              if (r.backup_type, r.backup_id) == (btype, bid)]
-    out = []
-    for item, mark in compute_prune(items, KeepOptions(**keep)):
-        kept = prune_mark_kept(mark)
-        if not kept and not doc.get("dry-run"):
-            eng.remove_snapshot(item.key)
-        out.append({"snapshot": item.key.name, "keep": kept, "mark": mark})
-    return JsonResponse({"data": out})
+    plan = [(item, mark, prune_mark_kept(mark)) for item, mark in compute_prune(items, KeepOptions(**keep))]
+    if not doc.get("dry-run"):
+        # Refused (409) while a backup of the group runs, even with nothing to remove (PROTOCOL.md §4).
+        with eng.group_lock(ns, btype, bid):
+            for item, _mark, kept in plan:
+                if not kept:
+                    eng.remove_snapshot(item.key, group_locked=True)
+    return JsonResponse({"data": [{"snapshot": item.key.name, "keep": kept, "mark": mark}
+                                  for item, mark, kept in plan]})
 
 
 @endpoint

@@ -1,8 +1,12 @@
 """The operations that forms, commands and the API share (thin, over the engine)."""
+import hashlib
+import logging
 import os
 import shutil
+import ssl
 from pathlib import Path
 
+from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
 from django.utils import timezone as djtz
@@ -12,13 +16,14 @@ from datastores.engine.datastore import MARKER
 from datastores.engine.datastore import Datastore as EngineStore
 from datastores.engine.errors import DatastoreError
 from datastores.engine.prune import KeepOptions, PruneItem, compute_prune
-from datastores.models import NAME_RE, Datastore
+from datastores.models import NAME_RE, Datastore, StorageNode
 from pbsweb.errors import Conflict, UserError
 from pbsweb.paths import overlaps_data_dir
 from pbsweb.secretbox import encrypt_secret, ensure_key
 from pbsweb.worker import run
 
 RESERVED_NAMES = {"add", "create"}   # URLs under /datastore/
+log = logging.getLogger(__name__)
 
 
 FieldError = UserError  # this app's name for it before pbsweb.errors existed
@@ -83,7 +88,9 @@ def create_datastore(name: str, path: str, comment: str = "", schedule: str = "d
         raise FieldError("path", msg[6:] if msg.startswith("path: ") else msg) from None
     try:
         with transaction.atomic():
-            store = Datastore(name=name, path=str(p), comment=comment, schedule=schedule, verify_new=verify_new)
+            # Created here, so its disk is on this node (README "Deployment: several worker nodes").
+            store = Datastore(name=name, path=str(p), comment=comment, schedule=schedule, verify_new=verify_new,
+                              node=settings.NODE_NAME)
             store.next_run = store.compute_next_run()
             store.save()
     except IntegrityError:
@@ -94,7 +101,43 @@ def create_datastore(name: str, path: str, comment: str = "", schedule: str = "d
         if not reuse:
             _undo_create(p, existed)
         raise
+    register_this_node()
     return store
+
+
+# -- nodes and Show Connection Information (docs/PROTOCOL.md §1) --------------------------------
+
+def certificate_fingerprint() -> str:
+    """SHA-256 of this node's TLS certificate, as `pbsweb-client --fingerprint` expects it."""
+    try:
+        der = ssl.PEM_cert_to_DER_cert(Path(settings.TLS_CERT_FILE).read_text())
+    except (OSError, ValueError):
+        return ""
+    return ":".join(f"{b:02x}" for b in hashlib.sha256(der).digest())
+
+
+def register_this_node() -> StorageNode:
+    """Record how clients reach this node (PBSWEB_NODE_ADDRESS) and its certificate's fingerprint."""
+    node, _ = StorageNode.objects.update_or_create(
+        name=settings.NODE_NAME, defaults={"address": settings.NODE_ADDRESS,
+                                           "fingerprint": certificate_fingerprint()})
+    return node
+
+
+def connection_info(store: Datastore, username: str, console_host: str) -> dict:
+    """What Datastore → Summary → Show Connection Information shows, as PBS: the repository
+    string and fingerprint of the node that holds the store's disk (each storage node serves
+    the protocol for its own stores). The console's own stores: the host the console was opened on."""
+    node = StorageNode.objects.filter(name=store.node).first() if store.node else None
+    if store.node and store.node != settings.NODE_NAME:
+        address = node.address if node else f"{store.node}:8007"
+        return {"repository": f"{username}@{address}:{store.name}", "node": store.node,
+                "fingerprint": node.fingerprint if node else ""}
+    host = console_host
+    if not host.rsplit(":", 1)[-1].isdigit() or host.endswith("]"):
+        host = f"{host}:8007"
+    return {"repository": f"{username}@{host}:{store.name}", "node": store.node or settings.NODE_NAME,
+            "fingerprint": certificate_fingerprint()}
 
 
 def _undo_create(p: Path, existed: bool) -> None:

@@ -20,7 +20,6 @@ leaves only unreferenced chunks, which the next GC after the grace period remove
 """
 import contextlib
 import fcntl
-import hashlib
 import json
 import logging
 import os
@@ -36,6 +35,7 @@ from django.conf import settings
 from django.db import connection
 from django.utils import timezone
 
+from datastores.engine._fsutil import tune_malloc
 from datastores.engine.blob import blob_is_encrypted, check_blob_crc, decode_blob
 from datastores.engine.crypto import chunk_digest
 from datastores.engine.datastore import Datastore, SnapshotRef, validate_filename
@@ -191,6 +191,9 @@ class Session:
     # -- backup ------------------------------------------------------------------
     def put_chunk(self, digest_hex: str, blob: bytes) -> bool:
         """Check a chunk completely, then insert it. True if it was new to the store."""
+        # Each request allocates chunk-sized buffers (body, decoded data); without this every
+        # one is a fresh mmap the kernel zeroes page by page, a third of the server's CPU.
+        tune_malloc()
         if len(blob) > MAX_CHUNK_BLOB:
             raise SessionError(413, f"chunk {digest_hex}: {len(blob)} bytes is larger than a chunk can be")
         if not check_blob_crc(blob):
@@ -338,6 +341,7 @@ class Session:
 
     # -- reader ------------------------------------------------------------------
     def read_chunk(self, digest_hex: str) -> bytes:
+        tune_malloc()
         if digest_hex not in _allowed_digests(self):
             raise SessionError(403, f"chunk {digest_hex} is not part of snapshot {self.info.ref}")
         try:
@@ -405,24 +409,10 @@ _held_lock = threading.Lock()
 _reaper: threading.Thread | None = None
 
 
-def _group_lock_path(store: Datastore, ref: SnapshotRef) -> Path:
-    h = hashlib.sha256(ref.group_rel_dir.encode()).hexdigest()[:32]
-    return store.path / SESSIONS_DIR / f"group-{h}.lock"
-
-
-def _flock_file(stack: contextlib.ExitStack, path: Path, blocking_for: float = 0.0) -> bool:
+def _flock_file(stack: contextlib.ExitStack, path: Path) -> None:
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    deadline = time.monotonic() + blocking_for
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            stack.callback(os.close, fd)
-            return True
-        except BlockingIOError:
-            if time.monotonic() >= deadline:
-                os.close(fd)
-                return False
-            time.sleep(0.1)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    stack.callback(os.close, fd)
 
 
 def open_session(store: Datastore, store_name: str, kind: str, auth_id: str, ref: SnapshotRef,
@@ -438,9 +428,12 @@ def open_session(store: Datastore, store_name: str, kind: str, auth_id: str, ref
         if kind == "backup":
             # A session that just ended may still hold the lock for a moment (its owner
             # process releases it within a second): wait that long, not longer.
-            if not _flock_file(held.stack, _group_lock_path(store, ref), blocking_for=2.0):
+            # The group lock also keeps forget/prune away from the group (docs/PROTOCOL.md §4).
+            fd = store.try_group_lock(ref.ns, ref.backup_type, ref.backup_id, wait=2.0)
+            if fd is None:
                 raise SessionError(409, f"backup group {ref.backup_type}/{ref.backup_id} is locked by "
                                         f"another running backup")
+            held.stack.callback(os.close, fd)
             held.stack.enter_context(store.writer("backup"))
         worker_id = f"{store_name}:{ref.ns + '/' if ref.ns else ''}{ref.backup_type}/{ref.backup_id}"
         task = create_task("datastores.tasks.client_session", kind, worker_id, auth_id, store=store_name)

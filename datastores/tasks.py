@@ -9,7 +9,7 @@ from datastores.engine import gc
 from datastores.engine import verify as v
 from datastores.engine.backup import run_backup
 from datastores.engine.catalog import rebuild_catalog
-from datastores.engine.errors import DatastoreError
+from datastores.engine.errors import DatastoreError, GroupLockedError
 from datastores.engine.prune import REMOVE
 from datastores.engine.report import Reporter
 from datastores.engine.restore import restore_archive
@@ -147,14 +147,32 @@ def _prune(reporter, store, ns="", keep=None, dry_run=False, max_depth=None, gro
         else:
             kept += 1
     if not dry_run:
-        # PBS deletes oldest first
-        for ref, _mark in sorted((p for p in plan if p[1] == REMOVE), key=lambda p: p[0].time):
-            reporter.check_abort()
+        # Group by group under the group's lock: a group a backup holds is left alone and the
+        # task fails naming it (PROTOCOL.md §4). A prune of one group checks the lock even when
+        # it has nothing to remove.
+        groups: dict[tuple, list] = {}
+        for ref, mark in plan:
+            if mark == REMOVE or group:
+                groups.setdefault((ref.ns, ref.backup_type, ref.backup_id), []).extend(
+                    [ref] if mark == REMOVE else [])
+        locked: list[str] = []
+        for (gns, gtype, gid), refs in groups.items():
             try:
-                eng.remove_snapshot(ref)
-            except DatastoreError as e:
-                reporter.warn(f"failed to remove {ref}: {e}")
-                removed -= 1
+                with eng.group_lock(gns, gtype, gid):
+                    for ref in sorted(refs, key=lambda r: r.time):     # PBS deletes oldest first
+                        reporter.check_abort()
+                        try:
+                            eng.remove_snapshot(ref, group_locked=True)
+                        except DatastoreError as e:
+                            reporter.warn(f"failed to remove {ref}: {e}")
+                            removed -= 1
+            except GroupLockedError as e:
+                reporter.log(f"skipping group {gtype}/{gid}: {e}")
+                locked.append(str(e))
+                removed -= len(refs)
+        if locked:
+            reporter.log(f"prune done: {kept} kept, {removed} removed")
+            raise DatastoreError("; ".join(locked) + "; not pruned (try again when it has finished)")
     reporter.log(f"prune done: {kept} kept, {removed} {'would be ' if dry_run else ''}removed")
     return plan
 

@@ -25,10 +25,10 @@ from datastores.forms import (
     VerifyJobForm,
 )
 from datastores.models import Datastore, PruneJob, VerifyJob
-from datastores.protocol import connection_info
 from datastores.services import (
     FieldError,
     check_no_key,
+    connection_info,
     create_datastore_key,
     keep_options_from,
     prune_plan,
@@ -134,7 +134,7 @@ def summary(request, store):
     return render(request, "datastores/summary.html", _ctx(
         request, cfg, "summary", error=error, usage=ds_status.usage(cfg.path),
         counts=ds_status.counts(eng) if eng else None, gc=ds_status.gc_status(cfg),
-        uuid=eng.uuid if eng else "", connection=connection_info(request, cfg.name)))
+        uuid=eng.uuid if eng else "", connection=connection_info(cfg, request.user.username, request.get_host())))
 
 
 # -- content ----------------------------------------------------------------------------------

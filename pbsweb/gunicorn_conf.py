@@ -18,3 +18,32 @@ accesslog = "-"
 if os.environ.get("PBSWEB_TLS", "1") == "1":
     certfile = str(_data / "proxy.pem")
     keyfile = str(_data / "proxy.key")
+
+
+def when_ready(server):
+    """`manage.py node register`: record this node's address and certificate fingerprint, so Show
+    Connection Information of its datastores names it (several nodes); before the workers fork."""
+    try:
+        import django
+        os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pbsweb.settings")
+        django.setup()
+        from django.core.management import call_command
+        from django.db import connections
+        try:
+            call_command("node", "register", stdout=_Log(server.log))
+        finally:
+            connections.close_all()
+    except Exception as e:  # noqa: BLE001 - the console must start even if the database is not ready
+        server.log.warning("could not register this node: %s", e)
+
+
+class _Log:
+    def __init__(self, log):
+        self.log = log
+
+    def write(self, text):
+        if text.strip():
+            self.log.info(text.strip())
+
+    def flush(self):
+        pass

@@ -1,7 +1,7 @@
 """Settings for pbsweb (docs/DESIGN.md §7).
 
 Everything a deployment changes comes from the environment:
-PBSWEB_DATA_DIR, DATABASE_URL, CELERY_BROKER_URL, PBSWEB_NODE, PBSWEB_DEBUG,
+PBSWEB_DATA_DIR, DATABASE_URL, CELERY_BROKER_URL, PBSWEB_NODE, PBSWEB_NODE_ADDRESS, PBSWEB_DEBUG,
 PBSWEB_ALLOWED_HOSTS; `firstrun` keeps the host names it found in DATA_DIR/settings.json.
 """
 import json
@@ -15,6 +15,9 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 DATA_DIR = Path(os.environ.get("PBSWEB_DATA_DIR", BASE_DIR / "var")).resolve()
 TASK_LOG_DIR = DATA_DIR / "tasks"
 NODE_NAME = os.environ.get("PBSWEB_NODE") or socket.gethostname().split(".")[0] or "localhost"
+# How backup clients reach this node's web server (HOST[:PORT]); Show Connection Information of a
+# store on this node names it (README "Deployment: several worker nodes").
+NODE_ADDRESS = os.environ.get("PBSWEB_NODE_ADDRESS") or f"{NODE_NAME}:{os.environ.get('PBSWEB_PORT') or 8007}"
 
 DEBUG = os.environ.get("PBSWEB_DEBUG", "") == "1"
 

@@ -4,8 +4,10 @@ by the worker on the machine that holds the store's disk.
 
 Two worker "nodes" run as subprocesses with their own data directory and datastore; each store's
 garbage collection runs on its node and ends OK, the task history names the executing node; a
-node killed (SIGKILL) in the middle of a long backup leaves a task that reap_dead_tasks() marks
-failed instead of "running" forever.
+client backs up to the store on the second node through that node's web server, which the
+console's Show Connection Information names, and restores it byte-identical; a node killed
+(SIGKILL) in the middle of a long backup leaves a task that reap_dead_tasks() marks failed
+instead of "running" forever.
 
 Needs PostgreSQL on 127.0.0.1:5432 (a fresh database is created and dropped) and Redis."""
 import json
@@ -19,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, VENV_BIN, port_open, stop_process_group
+from tests.client_helpers import make_tree, tree_state
+from tests.conftest import REPO, VENV_BIN, free_port, port_open, stop_process_group, wait_for_port
 
 PG_URL = os.environ.get("PBSWEB_TEST_PG", "postgres://postgres@127.0.0.1:5432")
 
@@ -67,7 +70,11 @@ class Node:
                          "PBSWEB_NODE": name, "PBSWEB_STORE_QUEUE": "store-{store}",
                          "PBSWEB_QUEUE": self.default_queue, "PBSWEB_DATA_DIR": str(self.data),
                          "DJANGO_SETTINGS_MODULE": "pbsweb.settings"})
-        self.proc = None
+        # how backup clients reach this node's web server (Show Connection Information names it)
+        self.port = free_port()
+        self.env.update({"PBSWEB_PORT": str(self.port), "PBSWEB_BIND": "127.0.0.1",
+                         "PBSWEB_NODE_ADDRESS": f"127.0.0.1:{self.port}", "PBSWEB_WEB_WORKERS": "1"})
+        self.proc = self.web = None
         self.log = self.data / "worker.log"
 
     def manage(self, *args, check=True, timeout=120):
@@ -95,6 +102,14 @@ class Node:
                 raise RuntimeError(f"worker {self.name} did not start:\n{self.log.read_text()[-3000:]}")
             time.sleep(0.2)
 
+    def start_web(self):
+        """gunicorn on this node: it serves the client protocol for the node's own datastores."""
+        self._weblog = open(self.data / "gunicorn.log", "wb")
+        self.web = subprocess.Popen([str(VENV_BIN / "gunicorn"), "-c", "pbsweb/gunicorn_conf.py", "pbsweb.wsgi"],
+                                    cwd=REPO, env=self.env, stdout=self._weblog, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+        wait_for_port(self.port, proc=self.web, timeout=60)
+
     def kill(self):
         """SIGKILL the whole worker (main process and pool children): the machine dies."""
         if self.proc and self.proc.poll() is None:
@@ -105,6 +120,9 @@ class Node:
         if self.proc:
             stop_process_group(self.proc, timeout=20)  # the pool children too
             self._logf.close()
+        if self.web:
+            stop_process_group(self.web, timeout=20)
+            self._weblog.close()
 
 
 def _task(node, upid):
@@ -142,6 +160,9 @@ def test_two_worker_nodes_each_run_their_stores_tasks(pg_database, redis_url, tm
     b = Node("node-b", tmp_path, pg_database, broker, tag, key)
     store_a, store_b = f"sa-{tag}", f"sb-{tag}"
     web.manage("migrate", "--noinput", timeout=300)
+    web.env["PBSWEB_ADMIN_PASSWORD"] = admin_password = uuid.uuid4().hex
+    web.manage("firstrun")
+    b.manage("firstrun")       # node-b's own TLS certificate (the admin exists already)
     # each store lives on its node's disk; the configuration is in the shared database
     a.manage("datastore", "create", store_a, str(a.disk / store_a))
     b.manage("datastore", "create", store_b, str(b.disk / store_b))
@@ -166,6 +187,8 @@ def test_two_worker_nodes_each_run_their_stores_tasks(pg_database, redis_url, tm
         assert list((a.data / "tasks").rglob(upid_a)) and not list((b.data / "tasks").rglob(upid_a))
         assert not list((a.data / "tasks").rglob(upid_b))
         assert "TASK OK" in list((b.data / "tasks").rglob(upid_b))[0].read_text()
+
+        _client_backs_up_to_the_node_with_the_store(web, b, store_b, admin_password, tmp_path)
 
         # node-b dies (SIGKILL) in the middle of a long backup: a 1 TiB sparse disk image
         image = b.disk / "disk.img"
@@ -199,3 +222,42 @@ def test_two_worker_nodes_each_run_their_stores_tasks(pg_database, redis_url, tm
     finally:
         a.stop()
         b.stop()
+
+
+def _client_backs_up_to_the_node_with_the_store(web, b, store_b, admin_password, tmp_path):
+    """Show Connection Information (on the console, node "web") names node-b, which holds store_b;
+    pbsweb-client backs up there with exactly that repository and fingerprint, and restores."""
+    import re
+    b.start_web()
+    page = web.shell(
+        "import json; from django.contrib.auth import get_user_model; from django.test import Client; "
+        "c = Client(); c.force_login(get_user_model().objects.get(username='admin@pbs')); "
+        f"r = c.get('/datastore/{store_b}/', HTTP_HOST='127.0.0.1', secure=True); "
+        "print(json.dumps(r.content.decode()))")
+    node = re.search(r'id="connection-node">([^<]*)<', page).group(1)
+    repository = re.search(r'id="connection-repository">([^<]*)<', page).group(1)
+    fingerprint = re.search(r'id="connection-fingerprint">([^<]*)<', page).group(1)
+    assert node == "node-b" and repository == f"admin@pbs@127.0.0.1:{b.port}:{store_b}", (node, repository)
+    assert re.fullmatch(r"([0-9a-f]{2}:){31}[0-9a-f]{2}", fingerprint), fingerprint
+
+    src = tmp_path / "client-src"
+    make_tree(src, size=2 << 20)
+    cenv = {k: v for k, v in os.environ.items() if not k.startswith(("PBSWEB", "DJANGO", "DATABASE", "CELERY"))}
+    cenv.update(PBS_REPOSITORY=repository, PBS_PASSWORD=admin_password, PBS_FINGERPRINT=fingerprint)
+
+    def client(*args):
+        r = subprocess.run([sys.executable, "-m", "datastores.client", *map(str, args)], env=cenv, cwd=REPO,
+                           capture_output=True, text=True, timeout=120)
+        assert r.returncode == 0, (args, r.stdout, r.stderr)
+        return r.stdout
+
+    snap = json.loads(client("backup", f"root.tar:{src}", "--backup-id", "client01",
+                             "--output-format", "json"))["snapshot"]
+    client("restore", snap, "root.tar", tmp_path / "client-restored")
+    assert tree_state(tmp_path / "client-restored") == tree_state(src)
+    # the snapshot is on node-b's disk, and its session ran as a task on node-b
+    assert list((b.disk / store_b / "host" / "client01").iterdir())
+    tasks = web.shell("import json; from pbsweb.models import Task; print(json.dumps(list("
+                      "Task.objects.filter(worker_type__in=['backup', 'reader'], worker_id__endswith='client01')"
+                      ".values_list('worker_type', 'node', 'state'))))")
+    assert sorted(map(tuple, tasks)) == [("backup", "node-b", "ok"), ("reader", "node-b", "ok")], tasks

@@ -11,6 +11,7 @@ import os
 import re
 import socket
 import sys
+import threading
 import time
 
 from .errors import ClientError
@@ -43,17 +44,21 @@ class Output:
         self.json = fmt == "json"
         self.tty = sys.stderr.isatty() and not self.json
         self._progress_shown = False
+        self._lock = threading.Lock()    # the progress thread and the main thread share the terminal
 
     def line(self, text: str) -> None:
         if not self.json:
-            self._clear()
-            print(text, flush=True)
+            with self._lock:
+                self._clear()
+                print(text, flush=True)
 
     def progress(self, text: str) -> None:
-        if self.tty:
-            sys.stderr.write("\r\x1b[K" + text[:120])
-            sys.stderr.flush()
-            self._progress_shown = True
+        """A line rewritten in place ("\r", erase) on a terminal; nothing when stderr is piped."""
+        if self.tty and text:
+            with self._lock:
+                sys.stderr.write("\r\x1b[K" + text[:120])
+                sys.stderr.flush()
+                self._progress_shown = True
 
     def _clear(self) -> None:
         if self._progress_shown:

@@ -370,7 +370,8 @@ def run_backup(store: Datastore, backup_type: str, backup_id: str, archives,
     mode = "encrypted" if crypt is not None else "unencrypted"
     reporter.log(f"starting backup {ref} to datastore {store.path} ({mode}"
                  + (f", key {crypt.fingerprint}" if crypt else "") + ")")
-    with store.writer("backup"):
+    # One writer per group; forget/prune of the group wait for us (docs/PROTOCOL.md §4).
+    with store.group_lock(ns, backup_type, backup_id, wait=2.0), store.writer("backup"):
         sdir.parent.mkdir(parents=True, exist_ok=True)
         if existing_owner is None:
             store.set_owner(ns, backup_type, backup_id, owner or "root@pam")

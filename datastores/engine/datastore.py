@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import re
@@ -22,7 +23,7 @@ from pathlib import Path
 from ._fsutil import fsync_dir, naming, write_atomic
 from .blob import decode_blob
 from .chunkstore import ChunkStore, check_digest_hex
-from .errors import DatastoreError
+from .errors import DatastoreError, GroupLockedError
 from .index import Index, read_index
 from .manifest import MANIFEST_NAME, Manifest
 from .source import LocalSource, SnapshotReader, check_chunk
@@ -39,6 +40,10 @@ MAX_ID_LEN = 128
 TIME_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
 PROTECTED = ".protected"
 WRITERS_DIR = ".writers"
+# Group locks (docs/PROTOCOL.md §4): `<store>/.sessions/group-<hash>.lock`, flock()ed exclusively
+# by a running backup of the group (local or a client session) and, for the moment of a
+# removal, by forget/prune. A directory starting with '.' is ignored by listings and GC.
+GROUP_LOCK_DIR = ".sessions"
 
 
 # -- names and validation ---------------------------------------------------------
@@ -303,11 +308,46 @@ class Datastore:
         write_atomic(g / "owner", (owner + "\n").encode())
 
     def remove_group(self, ns: str, backup_type: str, backup_id: str, force: bool = False) -> None:
-        """Remove a group and its snapshots (protected ones stop it unless force)."""
-        for ref in self.list_snapshots(ns, recursive=False):
-            if (ref.backup_type, ref.backup_id) == (backup_type, backup_id):
-                self.remove_snapshot(ref, force=force)
-        shutil.rmtree(self.group_path(ns, backup_type, backup_id), ignore_errors=True)
+        """Remove a group and its snapshots (protected ones stop it unless force); refused with
+        GroupLockedError while a backup of the group runs."""
+        with self.group_lock(ns, backup_type, backup_id):
+            for ref in self.list_snapshots(ns, recursive=False):
+                if (ref.backup_type, ref.backup_id) == (backup_type, backup_id):
+                    self._remove_snapshot(ref, force=force)
+            shutil.rmtree(self.group_path(ns, backup_type, backup_id), ignore_errors=True)
+
+    def group_lock_path(self, ns: str, backup_type: str, backup_id: str) -> Path:
+        h = hashlib.sha256(group_rel_dir(ns, backup_type, backup_id).encode()).hexdigest()[:32]
+        return self.path / GROUP_LOCK_DIR / f"group-{h}.lock"
+
+    def try_group_lock(self, ns: str, backup_type: str, backup_id: str, wait: float = 0.0) -> int | None:
+        """An fd holding the group's exclusive lock, or None if someone else holds it (after
+        waiting up to `wait` seconds). Close the fd to release it."""
+        p = self.group_lock_path(ns, backup_type, backup_id)
+        p.parent.mkdir(exist_ok=True)
+        fd = os.open(p, os.O_RDWR | os.O_CREAT, 0o644)
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return fd
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    return None
+                time.sleep(0.1)
+
+    @contextlib.contextmanager
+    def group_lock(self, ns: str, backup_type: str, backup_id: str, wait: float = 0.0):
+        """Hold the group's lock for the block; GroupLockedError if a backup holds it."""
+        fd = self.try_group_lock(ns, backup_type, backup_id, wait)
+        if fd is None:
+            raise GroupLockedError(f"backup group {backup_type}/{backup_id}"
+                                   + (f" in namespace {ns}" if ns else "") + " is locked by a running backup")
+        try:
+            yield
+        finally:
+            os.close(fd)
 
     # -- snapshots ------------------------------------------------------------------
 
@@ -414,8 +454,17 @@ class Datastore:
         finally:
             os.close(fd)
 
-    def remove_snapshot(self, ref: SnapshotRef, force: bool = False) -> None:
-        """Delete a snapshot: the manifest first (it becomes unfinished), then the rest."""
+    def remove_snapshot(self, ref: SnapshotRef, force: bool = False, group_locked: bool = False) -> None:
+        """Delete a snapshot: the manifest first (it becomes unfinished), then the rest.
+        Refused with GroupLockedError while a backup of its group runs (group_locked: the
+        caller holds the group's lock already, see group_lock())."""
+        if group_locked:
+            self._remove_snapshot(ref, force)
+            return
+        with self.group_lock(ref.ns, ref.backup_type, ref.backup_id):
+            self._remove_snapshot(ref, force)
+
+    def _remove_snapshot(self, ref: SnapshotRef, force: bool = False) -> None:
         sdir = self.snapshot_path(ref)
         if not sdir.is_dir():
             raise DatastoreError(f"snapshot {ref} does not exist")

@@ -18,3 +18,8 @@ class CorruptionError(DatastoreError):
 
 class MissingObjectError(CorruptionError):
     """A chunk or file a reader needs is not where it should be (`object` names it)."""
+
+
+class GroupLockedError(DatastoreError):
+    """A backup group is locked by a running backup (docs/PROTOCOL.md §4): it may not be
+    pruned or forgotten until the backup ends."""

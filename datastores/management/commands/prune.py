@@ -1,7 +1,7 @@
 from django.core.management.base import BaseCommand
 
 from datastores.cliutil import store_or_exit
-from datastores.engine.datastore import validate_ns
+from datastores.engine.datastore import validate_backup_id, validate_backup_type, validate_ns
 from datastores.engine.errors import DatastoreError
 from pbsweb.cli import finish_task, usage_error
 from pbsweb.worker import run
@@ -12,7 +12,8 @@ KEEPS = ("last", "hourly", "daily", "weekly", "monthly", "yearly")
 class Command(BaseCommand):
     help = ("Prune a datastore's snapshots, group by group, as PBS: `prune STORE --keep-last N "
             "[--keep-hourly N --keep-daily N --keep-weekly N --keep-monthly N --keep-yearly N] [--ns NS] "
-            "[--max-depth N] [--dry-run]`.")
+            "[--max-depth N] [--group TYPE/ID] [--dry-run]`. A group a running backup holds is not pruned "
+            "(the task fails saying so).")
 
     def add_arguments(self, parser):
         parser.add_argument("store")
@@ -20,9 +21,10 @@ class Command(BaseCommand):
             parser.add_argument(f"--keep-{k}", default=None, metavar="N")
         parser.add_argument("--ns", default="")
         parser.add_argument("--max-depth", default=None)
+        parser.add_argument("--group", default=None, metavar="TYPE/ID", help="prune only this backup group")
         parser.add_argument("--dry-run", action="store_true")
 
-    def handle(self, *args, store, ns, dry_run, max_depth, **opts):
+    def handle(self, *args, store, ns, dry_run, max_depth, group, **opts):
         cfg, eng = store_or_exit(store)
         keep = {}
         for k in KEEPS:
@@ -38,11 +40,15 @@ class Command(BaseCommand):
             max_depth = int(max_depth)
         try:
             validate_ns(ns, "ns")
+            if group is not None:
+                btype, _, bid = group.partition("/")
+                validate_backup_type(btype, "group")
+                validate_backup_id(bid, "group")
         except DatastoreError as e:
             raise usage_error(str(e)) from None
         if ns and not eng.ns_path(ns).is_dir():
             raise usage_error(f"ns: namespace '{ns}' does not exist in datastore '{store}'")
         task = run("datastores.tasks.prune", "prune", store, "root@pam",
                    {"store": store, "ns": ns, "keep": keep, "dry_run": dry_run,
-                    "max_depth": max_depth}, store=store, inline=True, echo=self.stdout)
+                    "max_depth": max_depth, "group": group}, store=store, inline=True, echo=self.stdout)
         finish_task(task)
