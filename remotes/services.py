@@ -7,6 +7,7 @@ from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
 
 from pbsweb.errors import Conflict, UserError, field_errors
+from pbsweb.paths import data_file
 from remotes.engine.providers import detect_provider, region_from_endpoint
 from remotes.forms import LIMIT_FIELDS, check_values, clean_limits, provider_defaults
 from remotes.models import Remote
@@ -69,3 +70,4 @@ def remove_remote(remote: Remote) -> None:
     except ProtectedError as exc:
         raise Conflict("id", _users_message(remote, exc)) from None
     remote.remove_ca_bundle()
+    data_file("remotes", "remote_id", remote.remote_id, "-caps.sqlite").unlink(missing_ok=True)

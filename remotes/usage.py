@@ -6,7 +6,8 @@ from django.utils import timezone
 
 from remotes.engine import cost
 from remotes.engine.client import format_bytes
-from remotes.engine.limits import CAP_CLASSES, CapGuard
+from pbsweb.paths import data_file
+from remotes.engine.limits import CAP_CLASSES, CapGuard, CapLedger
 from remotes.models import USAGE_KINDS, RemoteUsage
 
 CHART_DAYS = 30
@@ -122,11 +123,27 @@ def detail_context(remote) -> dict:
 
 # -- caps and budget ------------------------------------------------------------------------
 
+def cap_ledger(remote) -> CapLedger:
+    """The remote's daily request counts shared by every run and drill on it (limits.CapLedger)."""
+    path = data_file("remotes", "remote_id", remote.remote_id, "-caps.sqlite")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return CapLedger(path, generation=remote.created.isoformat() if remote.created else "")
+
+
 def used_today(remote, day: datetime.date | None = None) -> dict:
-    """Requests per cap class (limits.CAP_CLASSES) the remote made on `day` (today)."""
+    """Requests per cap class (limits.CAP_CLASSES) the remote made on `day` (today): the
+    recorded usage, or the runs' shared count when higher (runs still going count there)."""
     day = day or timezone.localdate()
     sums = RemoteUsage.objects.filter(remote=remote, day=day).aggregate(**{k: Sum(k) for k in USAGE_KINDS})
-    return {cls: sum(int(sums.get(kind.lower()) or 0) for kind in kinds) for cls, kinds in CAP_CLASSES.items()}
+    used = {cls: sum(int(sums.get(kind.lower()) or 0) for kind in kinds) for cls, kinds in CAP_CLASSES.items()}
+    if remote.has_caps() and data_file("remotes", "remote_id", remote.remote_id, "-caps.sqlite").exists():
+        ledger = cap_ledger(remote)
+        try:
+            live = ledger.used(day)
+        finally:
+            ledger.close()
+        used = {cls: max(n, int(live.get(cls, 0))) for cls, n in used.items()}
+    return used
 
 
 def month_so_far(remote, today: datetime.date | None = None) -> cost.CostBreakdown:
@@ -142,7 +159,9 @@ def month_so_far(remote, today: datetime.date | None = None) -> cost.CostBreakdo
 
 def cap_guard(remote, log=None, check_abort=None) -> CapGuard | None:
     """The remote's daily caps and monthly budget for one run (None without any),
-    starting from what the remote used today and this month."""
+    starting from what the remote used today and this month. The daily counts are
+    shared with every other run on the remote (cap_ledger); close() the guard when
+    the run ends."""
     if not remote.has_caps():
         return None
     budget = None if remote.monthly_budget is None else float(remote.monthly_budget)
@@ -158,7 +177,8 @@ def cap_guard(remote, log=None, check_abort=None) -> CapGuard | None:
             spent = bill.total
     return CapGuard(daily_caps=remote.daily_caps, monthly_budget=budget, on_cap=remote.on_cap,
                     used_today=used_today(remote), spent_this_month=spent, prices=prices,
-                    remote=remote.remote_id, log=log, check_abort=check_abort)
+                    remote=remote.remote_id, log=log, check_abort=check_abort,
+                    ledger=cap_ledger(remote) if any(v is not None for v in remote.daily_caps.values()) else None)
 
 
 def limits_text(remote, guard: CapGuard | None) -> str:
