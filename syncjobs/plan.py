@@ -7,7 +7,7 @@ from datetime import datetime
 
 from pbsweb.errors import UserError
 from remotes.engine.client import RequestCounters
-from remotes.engine.cost import format_usd, load_pricing, run_cost
+from remotes.engine.cost import format_usd, run_cost
 from remotes.models import record_usage
 from syncjobs.engine.bucket import Bucket, SyncError
 from syncjobs.engine.common import fmt_bytes, fmt_eta
@@ -38,7 +38,7 @@ def job_plan(job: SyncJob, *, now: datetime | None = None, pricing: dict | None 
     finally:
         inventory.close()
         record_usage(remote, counters.snapshot())
-    pricing = pricing or load_pricing()
+    pricing = pricing or remote.pricing()   # the user's own prices when set
     cost = run_cost(remote.provider, plan.requests, plan.bytes, remote.stored_bytes, pricing=pricing)
     now = now or datetime.now()  # local time, as the traffic-control time frames
     seconds, limited = transfer_seconds(plan.bytes, rate_rules(job, remote), job.rate_out, now)
