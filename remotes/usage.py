@@ -8,7 +8,7 @@ from django.utils import timezone
 from remotes.engine import cost
 from remotes.engine.client import format_bytes
 from pbsweb.paths import data_file
-from remotes.engine.limits import CAP_CLASSES, CapGuard, CapLedger
+from remotes.engine.limits import CAP_CLASSES, NANO, SPEND, CapGuard, CapLedger
 from remotes.models import USAGE_KINDS, RemoteUsage
 
 CHART_DAYS = 30
@@ -226,6 +226,17 @@ def month_so_far(remote, today: datetime.date | None = None) -> cost.CostBreakdo
                              int(sums.get("bytes_down") or 0), pricing=remote.pricing())
 
 
+def _ledger_spent(remote) -> float:
+    """This month's spending the runs reserved (at list prices), 0 without a ledger."""
+    if not data_file("remotes", "remote_id", remote.remote_id, "-caps.sqlite").exists():
+        return 0.0
+    ledger = cap_ledger(remote)
+    try:
+        return ledger.used(timezone.localdate().replace(day=1)).get(SPEND, 0) / NANO
+    finally:
+        ledger.close()
+
+
 def cap_guard(remote, log=None, check_abort=None) -> CapGuard | None:
     """The remote's daily caps and monthly budget for one run (None without any),
     starting from what the remote used today and this month. The daily counts are
@@ -247,7 +258,7 @@ def cap_guard(remote, log=None, check_abort=None) -> CapGuard | None:
     return CapGuard(daily_caps=remote.daily_caps, monthly_budget=budget, on_cap=remote.on_cap,
                     used_today=used_today(remote), spent_this_month=spent, prices=prices,
                     remote=remote.remote_id, log=log, check_abort=check_abort,
-                    ledger=cap_ledger(remote) if any(v is not None for v in remote.daily_caps.values()) else None)
+                    ledger=cap_ledger(remote))
 
 
 def limits_text(remote, guard: CapGuard | None) -> str:
@@ -276,7 +287,8 @@ def caps_reached(remote) -> list[str]:
                        f"{used[cls]:,} of {cap:,} today; {action} tomorrow.")
     if remote.monthly_budget is not None:
         bill = month_so_far(remote)
-        if bill.total is not None and bill.total >= float(remote.monthly_budget):
-            out.append(f"Remote '{remote.remote_id}' reached its monthly budget: {cost.format_usd(bill.total)} "
+        spent = None if bill.total is None else max(bill.total, _ledger_spent(remote))
+        if spent is not None and spent >= float(remote.monthly_budget):
+            out.append(f"Remote '{remote.remote_id}' reached its monthly budget: {cost.format_usd(spent)} "
                        f"of ${remote.monthly_budget:,.2f}; {action} next month.")
     return out

@@ -89,7 +89,7 @@ def test_api_prices_bad_value_names_the_field_good_value_changes_the_forecast(ad
     # so far: storage 2 TB x $5 = $10, requests $0.0095, egress 50 GB x $0.01 = $0.50
     assert '<td class="remote-cost-so-far">$10.51</td>' in html
     assert f'<td class="remote-forecast">{forecast(5)}</td>' in html
-    assert "$10.51 of $20.00 (53%)" in html
+    assert "$10.51 of $20.00 (53%)" in html and "$0.01/GB ($10/TB)" in html
     assert "46.57 GiB downloaded: $0.50" in html
     assert f"Your prices, as of {today}" in html
     # the last drill: 10,002 requests (10,000 GET) = $0.0040, 50 GB egress = $0.50

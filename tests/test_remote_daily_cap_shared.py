@@ -74,3 +74,28 @@ def test_a_second_run_on_the_same_day_stops_at_once(tmp_path, s3_server, s3_clie
     assert used_today(remote)["A"] == 10
     assert ("Remote 's3-test' reached its daily cap of class A requests (PUT/DELETE): 10 of 10 today; "
             "runs stop until tomorrow.") in [w["text"] for w in warnings()]
+
+
+def test_the_monthly_budget_is_shared_too(tmp_path):
+    now = datetime(2026, 12, 31, 12, 0)
+    path = tmp_path / "caps.sqlite"
+    made = [0, 0]
+
+    def run(i):
+        guard = CapGuard(monthly_budget=1.00, prices={"PUT": 0.004}, remote="aws1", now=lambda: now,
+                         ledger=CapLedger(path))
+        try:
+            for _ in range(200):
+                guard.before_send("PUT")
+                made[i] += 1
+        except CapReached as e:
+            assert str(e).startswith("monthly budget of $1.00 reached on remote 'aws1': $")
+        guard.close()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(made) == 250                       # $1.00 at $0.004 a request, not 2 x 200
+    assert CapLedger(path).used(now.date().replace(day=1)) == {"$": 10**9}

@@ -248,6 +248,8 @@ def _egress_text(p: dict) -> str:
         return "unknown"
     if not price:
         return "free (fair use)" if p.get("egress_fair_use") else "free"
+    if p.get("custom"):
+        return f"${price / 1000:g}/GB (${price:g}/TB)"
     multiple = p.get("free_egress_multiple_of_stored")
     if multiple:
         return f"free up to {multiple:g}x stored, then ${price:g}/TB"

@@ -10,10 +10,11 @@
   and a monthly budget in dollars. A request that would cross one either
   waits until the window resets (pause: the next day, or the next month for
   the budget) or raises CapReached (stop).
-- The daily counts are the remote's, not the run's: with a `CapLedger`
-  (one small SQLite file per remote in the data directory) every run and
-  drill on the remote reserves its requests from the same per-day count, so
-  runs together never exceed a cap (docs/DESIGN.md §9).
+- The daily counts and the month's spending are the remote's, not the run's:
+  with a `CapLedger` (one small SQLite file per remote in the data
+  directory) every run and drill on the remote reserves its requests (and
+  their price) from the same per-day counts and per-month sum, so runs
+  together never exceed a cap or the budget (docs/DESIGN.md §8).
 """
 from __future__ import annotations
 
@@ -28,6 +29,14 @@ from datetime import datetime, timedelta
 CAP_CLASSES = {"A": ("PUT", "DELETE"), "B": ("GET", "HEAD"), "C": ("LIST",)}
 CLASS_OF_KIND = {kind: cls for cls, kinds in CAP_CLASSES.items() for kind in kinds}
 ON_CAP = ("pause", "stop")
+
+
+SPEND = "$"            # the ledger's row of a month's spending (nano-dollars), on the month's first day
+NANO = 10**9
+
+
+def _nano(dollars: float) -> int:
+    return int(round(float(dollars) * NANO))
 
 
 class CapReached(Exception):
@@ -145,8 +154,10 @@ class Throttle:
 
 
 class CapLedger:
-    """The requests a remote made per day and cap class, shared by every
-    run, thread and process on the remote (SQLite, BEGIN IMMEDIATE).
+    """The requests a remote made per day and cap class (and, in the row
+    SPEND on a month's first day, the month's spending in nano-dollars),
+    shared by every run, thread and process on the remote (SQLite, BEGIN
+    IMMEDIATE).
 
     Runs reserve requests in small blocks (reserve) and give back what they
     did not use when they end (release); a run killed on its way loses at
@@ -269,9 +280,13 @@ class CapGuard:
         self.reached: list[str] = []        # what stopped or paused the run, for its result
         self.ledger = ledger
         self._pool = {c: 0 for c in CAP_CLASSES}   # reserved from the ledger, not used yet
+        self._spend_pool = 0                         # nano-dollars reserved from the month's budget, not spent
         if ledger is not None and self.caps:
             counts = ledger.seed(self._day, {c: self.used[c] for c in self.caps})
             self.used.update({c: counts.get(c, self.used[c]) for c in self.caps})
+        if ledger is not None and self.budget is not None:
+            counts = ledger.seed(self._month_day(), {SPEND: _nano(self.spent)})
+            self.spent = counts.get(SPEND, 0) / NANO
 
     def active(self) -> bool:
         return bool(self.caps) or self.budget is not None
@@ -285,6 +300,10 @@ class CapGuard:
                 reason, until = self._over(cls, price)
                 if reason is None and self.ledger is not None and cls in self.caps:
                     reason, until = self._take(cls)
+                if reason is None and self.ledger is not None and self.budget is not None and price:
+                    reason, until = self._take_spend(price)
+                    if reason is not None and cls in self.caps:   # the class's request was not made
+                        self._pool[cls] += 1
                 if reason is None:
                     self.used[cls] += 1
                     self.spent += price
@@ -294,7 +313,7 @@ class CapGuard:
     def _roll_over(self) -> None:
         today = self.now().date()
         if today != self._day:
-            self._give_back()
+            self._give_back()            # to the old day's (and month's) counts
             self._day = today
             self.used = {c: 0 for c in CAP_CLASSES}
         if (today.year, today.month) != self._month:
@@ -305,11 +324,32 @@ class CapGuard:
         cap = self.caps.get(cls)
         if cap is not None and self.ledger is None and self.used[cls] + 1 > cap:
             return self._cap_reason(cls, self.used[cls])
-        if self.budget is not None and price and self.spent + price > self.budget:
-            year, month = self._month
-            first = datetime(year + (month == 12), month % 12 + 1, 1)
-            return (f"monthly budget of ${self.budget:,.2f} reached on remote '{self.remote}': "
-                    f"${self.spent:,.4f} spent this month"), first
+        if self.budget is not None and self.ledger is None and price and self.spent + price > self.budget:
+            return self._budget_reason(self.spent)
+        return None, None
+
+    def _budget_reason(self, spent: float) -> tuple[str, datetime]:
+        year, month = self._month
+        first = datetime(year + (month == 12), month % 12 + 1, 1)
+        return (f"monthly budget of ${self.budget:,.2f} reached on remote '{self.remote}': "
+                f"${spent:,.4f} spent this month"), first
+
+    def _month_day(self):
+        return datetime(*self._month, 1).date()
+
+    def _take_spend(self, price: float) -> tuple[str | None, datetime | None]:
+        """The request's price from the run's reserved share of the month's budget,
+        refilled from the ledger (the budget is the remote's, as the daily caps)."""
+        need = _nano(price)
+        if self._spend_pool < need:
+            budget = _nano(self.budget)
+            ask = max(need - self._spend_pool, budget // 200)
+            granted, total = self.ledger.reserve(self._month_day(), SPEND, ask, budget)
+            if self._spend_pool + granted < need:
+                self.ledger.release(self._month_day(), SPEND, granted)
+                return self._budget_reason((total - granted) / NANO)
+            self._spend_pool += granted
+        self._spend_pool -= need
         return None, None
 
     def _cap_reason(self, cls: str, used: int) -> tuple[str, datetime]:
@@ -337,6 +377,9 @@ class CapGuard:
             if n:
                 self.ledger.release(self._day, cls, n)
         self._pool = {c: 0 for c in CAP_CLASSES}
+        if self._spend_pool:
+            self.ledger.release(self._month_day(), SPEND, self._spend_pool)
+            self._spend_pool = 0
 
     def close(self) -> None:
         """The run ended: what it reserved and did not use goes back to the remote's count."""
