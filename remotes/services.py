@@ -7,12 +7,12 @@ from django.db import IntegrityError, transaction
 from django.db.models import ProtectedError
 
 from pbsweb.errors import Conflict, UserError, field_errors
-from pbsweb.paths import data_file
 from remotes.engine.providers import detect_provider, region_from_endpoint
 from django.utils import timezone
 
 from remotes.forms import LIMIT_FIELDS, PRICE_FIELDS, check_prices, check_values, clean_limits, provider_defaults
 from remotes.models import Remote
+from remotes.usage import ledger_path
 
 WRITABLE = ("provider", "endpoint", "bucket", "region", "access_key", "secret_key", "ca_bundle", "tls_fingerprint",
             "comment", "path_style", "skip_if_none_match", "delete_via_delete_object", "no_checksum_headers",
@@ -78,4 +78,4 @@ def remove_remote(remote: Remote) -> None:
     except ProtectedError as exc:
         raise Conflict("id", _users_message(remote, exc)) from None
     remote.remove_ca_bundle()
-    data_file("remotes", "remote_id", remote.remote_id, "-caps.sqlite").unlink(missing_ok=True)
+    ledger_path(remote).unlink(missing_ok=True)

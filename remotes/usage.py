@@ -192,9 +192,14 @@ def detail_context(remote) -> dict:
 
 # -- caps and budget ------------------------------------------------------------------------
 
+def ledger_path(remote):
+    return data_file("remote-caps", "remote_id", remote.remote_id, ".sqlite")
+
+
 def cap_ledger(remote) -> CapLedger:
-    """The remote's daily request counts shared by every run and drill on it (limits.CapLedger)."""
-    path = data_file("remotes", "remote_id", remote.remote_id, "-caps.sqlite")
+    """The remote's daily request counts and month's spending, shared by every run and drill
+    on it (limits.CapLedger)."""
+    path = ledger_path(remote)
     path.parent.mkdir(parents=True, exist_ok=True)
     return CapLedger(path, generation=remote.created.isoformat() if remote.created else "")
 
@@ -205,7 +210,7 @@ def used_today(remote, day: datetime.date | None = None) -> dict:
     day = day or timezone.localdate()
     sums = RemoteUsage.objects.filter(remote=remote, day=day).aggregate(**{k: Sum(k) for k in USAGE_KINDS})
     used = {cls: sum(int(sums.get(kind.lower()) or 0) for kind in kinds) for cls, kinds in CAP_CLASSES.items()}
-    if remote.has_caps() and data_file("remotes", "remote_id", remote.remote_id, "-caps.sqlite").exists():
+    if remote.has_caps() and ledger_path(remote).exists():
         ledger = cap_ledger(remote)
         try:
             live = ledger.used(day)
@@ -228,7 +233,7 @@ def month_so_far(remote, today: datetime.date | None = None) -> cost.CostBreakdo
 
 def _ledger_spent(remote) -> float:
     """This month's spending the runs reserved (at list prices), 0 without a ledger."""
-    if not data_file("remotes", "remote_id", remote.remote_id, "-caps.sqlite").exists():
+    if not ledger_path(remote).exists():
         return 0.0
     ledger = cap_ledger(remote)
     try:
