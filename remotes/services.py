@@ -78,4 +78,6 @@ def remove_remote(remote: Remote) -> None:
     except ProtectedError as exc:
         raise Conflict("id", _users_message(remote, exc)) from None
     remote.remove_ca_bundle()
-    ledger_path(remote).unlink(missing_ok=True)
+    ledger = ledger_path(remote)
+    for path in (ledger, ledger.with_name(ledger.name + "-wal"), ledger.with_name(ledger.name + "-shm")):
+        path.unlink(missing_ok=True)

@@ -82,14 +82,14 @@ def test_the_monthly_budget_is_shared_too(tmp_path):
     made = [0, 0]
 
     def run(i):
-        guard = CapGuard(monthly_budget=1.00, prices={"PUT": 0.004}, remote="aws1", now=lambda: now,
+        guard = CapGuard(monthly_budget=0.20, prices={"PUT": 0.004}, remote="aws1", now=lambda: now,
                          ledger=CapLedger(path))
         try:
-            for _ in range(200):
+            for _ in range(40):
                 guard.before_send("PUT")
                 made[i] += 1
         except CapReached as e:
-            assert str(e).startswith("monthly budget of $1.00 reached on remote 'aws1': $")
+            assert str(e).startswith("monthly budget of $0.20 reached on remote 'aws1': $")
         guard.close()
 
     threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
@@ -97,5 +97,5 @@ def test_the_monthly_budget_is_shared_too(tmp_path):
         t.start()
     for t in threads:
         t.join()
-    assert sum(made) == 250                       # $1.00 at $0.004 a request, not 2 x 200
-    assert CapLedger(path).used(now.date().replace(day=1)) == {"$": 10**9}
+    assert sum(made) == 50                        # $0.20 at $0.004 a request, not 2 x 40
+    assert CapLedger(path).used(now.date().replace(day=1)) == {"$": 2 * 10**8}

@@ -175,6 +175,8 @@ class CapLedger:
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
             conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")      # a reservation is one short write, no fsync wait each
+            conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("BEGIN IMMEDIATE")
             conn.execute("CREATE TABLE IF NOT EXISTS caps (day TEXT NOT NULL, cls TEXT NOT NULL, "
                          "used INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (day, cls))")
