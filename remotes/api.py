@@ -8,7 +8,7 @@ from django.urls import path
 from pbsweb.access import has_privilege, require
 from pbsweb.api import endpoint, ok, parse_bool, parse_text, parse_uint
 from pbsweb.errors import NotFound, UserError, field_errors
-from remotes.forms import LIMIT_FIELDS
+from remotes.forms import LIMIT_FIELDS, PRICE_FIELDS
 from remotes.models import Remote
 from remotes.serializers import connection_test_json, remote_json
 from remotes.services import remove_remote, save_remote
@@ -35,7 +35,7 @@ def _values(params: dict) -> dict:
         elif name in TEXT_FIELDS:
             text = parse_text(value, key)
             values[name] = text if name == "secret_key" else text.strip()
-        elif name in LIMIT_FIELDS:  # checked by the service with the dialog's rules; null clears
+        elif name in LIMIT_FIELDS + PRICE_FIELDS:  # checked by the service with the dialog's rules; null clears
             values[name] = "" if value is None else value
         elif name not in ("digest", "delete"):
             raise UserError(key, "unknown parameter")

@@ -10,6 +10,22 @@ from remotes.models import ON_CAP_CHOICES, PROVIDER_CHOICES, Remote
 RESERVED_IDS = {"add"}
 LIMIT_FIELDS = ("request_rate", "daily_cap_class_a", "daily_cap_class_b", "daily_cap_class_c", "monthly_budget",
                 "on_cap")  # /remotes/add/ is the Add dialog
+PRICE_FIELDS = Remote.PRICE_FIELDS   # the user's own price table (docs/DESIGN.md §9)
+CLASS_PRICE_FIELDS = ("price_class_a", "price_class_b", "price_class_c")
+
+
+def _price_field(label: str, help_text: str) -> forms.DecimalField:
+    return forms.DecimalField(label=label, required=False, min_value=0, max_value=1_000_000, max_digits=14,
+                              decimal_places=6, help_text=help_text)
+
+
+def check_prices(values: dict, instance: Remote | None = None) -> dict:
+    """Class prices come as a set: A, B and C together, or none (the provider's)."""
+    merged = {name: values.get(name, getattr(instance, name) if instance else None) for name in CLASS_PRICE_FIELDS}
+    if all(v is None for v in merged.values()) or all(v is not None for v in merged.values()):
+        return {}
+    return {name: "set the prices of classes A, B and C together (0 for free), or clear all three"
+            for name, v in merged.items() if v is None}
 
 
 def validate_ca_bundle(pem: str) -> str | None:
@@ -123,12 +139,18 @@ class RemoteForm(forms.Form):
     monthly_budget = forms.DecimalField(label="Monthly budget (USD)", required=False, min_value=0,
                                         max_value=10**9, decimal_places=2)
     on_cap = forms.ChoiceField(label="At a cap", choices=ON_CAP_CHOICES, required=False, initial="stop")
+    price_storage_tb_month = _price_field("Storage, $/TB-month", "Empty: the provider's list price.")
+    price_class_a = _price_field("Class A, $ per 1,000", "Uploads and deletes (PUT, DELETE).")
+    price_class_b = _price_field("Class B, $ per 1,000", "Downloads and HEADs (GET, HEAD).")
+    price_class_c = _price_field("Class C, $ per 1,000", "Listings (LIST).")
+    price_egress_gb = _price_field("Egress, $/GB", "Bytes downloaded. Empty: the provider's list price.")
 
     MAIN = ("remote_id", "provider", "endpoint", "bucket", "region", "access_key", "secret_key", "path_style",
             "ca_bundle", "tls_fingerprint", "comment")
     ADVANCED = ("skip_if_none_match", "delete_via_delete_object", "no_checksum_headers", "min_storage_days",
                 "object_lock_days", "object_lock_mode")
     LIMITS = LIMIT_FIELDS
+    PRICES = PRICE_FIELDS
 
     def __init__(self, *args, instance: Remote | None = None, **kwargs):
         self.instance = instance
@@ -149,6 +171,9 @@ class RemoteForm(forms.Form):
 
     def limit_fields(self):
         return [self[name] for name in self.LIMITS]
+
+    def price_fields(self):
+        return [self[name] for name in self.PRICES]
 
     def clean(self):
         data = super().clean()
@@ -174,12 +199,13 @@ class RemoteForm(forms.Form):
 
     def values(self) -> dict:
         """The cleaned values for remotes.services.save_remote (an empty secret keeps the stored one)."""
-        return {name: self.cleaned_data[name] for name in self.MAIN + self.ADVANCED + self.LIMITS}
+        return {name: self.cleaned_data[name] for name in self.MAIN + self.ADVANCED + self.LIMITS + self.PRICES}
 
 
 def clean_limits(raw: dict) -> tuple[dict, dict]:
-    """Limit values from the command line or the API ({model field: text}, '' = no limit)
-    -> (model values, {field: error}), by the dialog's own field rules."""
+    """Limit and price values from the command line or the API ({model field: text},
+    '' = no limit / the provider's price) -> (model values, {field: error}), by the
+    dialog's own field rules."""
     values, errors = {}, {}
     for name, value in raw.items():
         try:

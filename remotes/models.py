@@ -14,7 +14,7 @@ from django.utils import timezone
 
 from pbsweb.paths import data_file
 from pbsweb.secretbox import decrypt_secret, encrypt_secret
-from remotes.engine import providers
+from remotes.engine import cost, providers
 from remotes.engine.client import make_s3_client
 from remotes.engine.config import OBJECT_LOCK_MODES, PROVIDERS, RemoteConfig
 
@@ -60,6 +60,15 @@ class Remote(models.Model):
     monthly_budget = models.DecimalField("Monthly budget (USD)", max_digits=12, decimal_places=2,
                                          null=True, blank=True)
     on_cap = models.CharField("At a cap", max_length=5, choices=ON_CAP_CHOICES, default="stop")
+    # The user's own prices (MinIO, a provider not listed, a negotiated rate): each one set
+    # replaces the provider's list price for that part (remotes.engine.cost.apply_override).
+    price_storage_tb_month = models.DecimalField("Storage, $/TB-month", max_digits=14, decimal_places=6,
+                                                 null=True, blank=True)
+    price_class_a = models.DecimalField("Class A, $/1,000", max_digits=14, decimal_places=6, null=True, blank=True)
+    price_class_b = models.DecimalField("Class B, $/1,000", max_digits=14, decimal_places=6, null=True, blank=True)
+    price_class_c = models.DecimalField("Class C, $/1,000", max_digits=14, decimal_places=6, null=True, blank=True)
+    price_egress_gb = models.DecimalField("Egress, $/GB", max_digits=14, decimal_places=6, null=True, blank=True)
+    price_date = models.DateField("Prices as of", null=True, blank=True)   # set when the user's prices change
     # Bytes the remote holds; the sync app updates it after each run.
     stored_bytes = models.BigIntegerField(default=0)
     created = models.DateTimeField(auto_now_add=True)
@@ -141,6 +150,27 @@ class Remote(models.Model):
 
     def has_caps(self) -> bool:
         return any(v is not None for v in self.daily_caps.values()) or self.monthly_budget is not None
+
+    PRICE_FIELDS = ("price_storage_tb_month", "price_class_a", "price_class_b", "price_class_c", "price_egress_gb")
+
+    def price_override(self) -> dict | None:
+        """The user's prices for the cost engine (None: the provider's list prices)."""
+        values = {name: getattr(self, name) for name in self.PRICE_FIELDS}
+        if all(v is None for v in values.values()):
+            return None
+        return {"storage_per_tb_month": values["price_storage_tb_month"], "egress_per_gb": values["price_egress_gb"],
+                "class_a": values["price_class_a"], "class_b": values["price_class_b"],
+                "class_c": values["price_class_c"], "min_storage_days": self.min_storage_days,
+                "date": self.price_date.isoformat() if self.price_date else None}
+
+    def pricing(self) -> dict:
+        """The price list every cost figure of this remote uses: the provider's, with the
+        user's own prices applied (dashboard, page, plan, caps' budget)."""
+        pricing = cost.load_pricing()
+        override = self.price_override()
+        if override is not None:
+            pricing = cost.apply_override(pricing, self.provider or "other", override)
+        return pricing
 
     def remove_ca_bundle(self) -> None:
         try:

@@ -14,6 +14,9 @@ def remote_json(r: Remote) -> dict:
         "request-rate": r.request_rate, "daily-cap-class-a": r.daily_cap_class_a,
         "daily-cap-class-b": r.daily_cap_class_b, "daily-cap-class-c": r.daily_cap_class_c,
         "monthly-budget": None if r.monthly_budget is None else float(r.monthly_budget), "on-cap": r.on_cap,
+        **{name.replace("_", "-"): None if getattr(r, name) is None else float(getattr(r, name))
+           for name in Remote.PRICE_FIELDS},
+        "price-date": r.price_date.isoformat() if r.price_date else None,
         "last-test": None if r.last_test_time is None else {
             "ok": r.last_test_ok, "time": int(r.last_test_time.timestamp()), "message": r.last_test_message,
             "latency-ms": r.last_test_latency_ms, "upid": r.last_test_upid or None},

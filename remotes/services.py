@@ -8,12 +8,15 @@ from django.db.models import ProtectedError
 
 from pbsweb.errors import Conflict, UserError, field_errors
 from remotes.engine.providers import detect_provider, region_from_endpoint
-from remotes.forms import LIMIT_FIELDS, check_values, clean_limits, provider_defaults
+from django.utils import timezone
+
+from remotes.forms import LIMIT_FIELDS, PRICE_FIELDS, check_prices, check_values, clean_limits, provider_defaults
 from remotes.models import Remote
+from remotes.usage import ledger_path
 
 WRITABLE = ("provider", "endpoint", "bucket", "region", "access_key", "secret_key", "ca_bundle", "tls_fingerprint",
             "comment", "path_style", "skip_if_none_match", "delete_via_delete_object", "no_checksum_headers",
-            "min_storage_days", "object_lock_days", "object_lock_mode") + LIMIT_FIELDS
+            "min_storage_days", "object_lock_days", "object_lock_mode") + LIMIT_FIELDS + PRICE_FIELDS
 
 
 def save_remote(values: dict, remote: Remote | None = None) -> Remote:
@@ -31,16 +34,22 @@ def save_remote(values: dict, remote: Remote | None = None) -> Remote:
     elif values.get("remote_id", remote.remote_id) != remote.remote_id:
         raise UserError("remote_id", "a remote's ID cannot be changed")
     errors = check_values(values, remote)
-    limits, limit_errors = clean_limits({k: values[k] for k in LIMIT_FIELDS if k in values})
+    limits, limit_errors = clean_limits({k: values[k] for k in LIMIT_FIELDS + PRICE_FIELDS if k in values})
     values.update(limits)
     errors.update(limit_errors)
+    if not limit_errors:
+        errors.update(check_prices(values, remote))
     if errors:
         raise field_errors(errors)
+    prices_changed = any(name in values and values[name] != (getattr(remote, name) if remote else None)
+                         for name in PRICE_FIELDS)
     if remote is None:
         remote = Remote(remote_id=values["remote_id"], **provider_defaults(values["provider"]))
     for name in WRITABLE:
         if name in values and not (name == "secret_key" and not values[name]):
             setattr(remote, name, values[name])
+    if prices_changed:
+        remote.price_date = timezone.localdate() if remote.price_override() else None
     try:
         with transaction.atomic():
             remote.save()
@@ -69,3 +78,6 @@ def remove_remote(remote: Remote) -> None:
     except ProtectedError as exc:
         raise Conflict("id", _users_message(remote, exc)) from None
     remote.remove_ca_bundle()
+    ledger = ledger_path(remote)
+    for path in (ledger, ledger.with_name(ledger.name + "-wal"), ledger.with_name(ledger.name + "-shm")):
+        path.unlink(missing_ok=True)

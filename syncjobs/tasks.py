@@ -164,6 +164,8 @@ def run_sync_job(reporter, job_id: str, reconcile: bool = False, as_of: str | No
             keys = bucket.check()
         except SyncError as e:
             record_usage(remote, counters.snapshot(), task)
+            if guard is not None:
+                guard.close()
             raise TaskError(str(e)) from None
         reporter.log(f"as of {bucket.as_of.isoformat()}: {keys} objects were current in the prefix "
                      "(one ListObjectVersions listing; each read names its version)")
@@ -185,6 +187,8 @@ def run_sync_job(reporter, job_id: str, reconcile: bool = False, as_of: str | No
     finally:
         if inventory is not None:
             inventory.close()
+        if guard is not None:
+            guard.close()   # what the run reserved and did not use goes back to the remote's daily count
         snap = counters.snapshot()
         try:
             record_usage(remote, snap, task)
@@ -290,8 +294,8 @@ def run_drill(reporter, remote: str, remote_store: str = "", sample: int = 2, jo
         return run_budget_drill(reporter, obj, job)
     seed = int(seed) if seed is not None else int(time.time())
     counters = RequestCounters()
-    client = obj.client(counters=counters, guard=cap_guard(obj, reporter.log, reporter.check_abort),
-                        log=reporter.log)
+    guard = cap_guard(obj, reporter.log, reporter.check_abort)
+    client = obj.client(counters=counters, guard=guard, log=reporter.log)
     cfg = obj.config()
     reporter.log(f"Starting restore drill of remote '{remote}' (s3://{cfg.bucket}/{remote_store or '*'})")
     total = DrillResult()
@@ -315,6 +319,8 @@ def run_drill(reporter, remote: str, remote_store: str = "", sample: int = 2, jo
     except Exception as exc:
         error = exc
     finally:
+        if guard is not None:
+            guard.close()
         snap = counters.snapshot()
         try:
             record_usage(obj, snap, task)
@@ -353,8 +359,8 @@ def run_budget_drill(reporter, remote, job) -> dict:
     """A drill on a budget: the next slice of the job's prefix, and the LIST check against the
     inventory of the push jobs writing there (syncjobs/engine/drill_budget.py)."""
     counters = RequestCounters()
-    client = remote.client(counters=counters, guard=cap_guard(remote, reporter.log, reporter.check_abort),
-                           log=reporter.log)
+    guard = cap_guard(remote, reporter.log, reporter.check_abort)
+    client = remote.client(counters=counters, guard=guard, log=reporter.log)
     cfg = remote.config()
     budget = f"{fmt_bytes(job.budget_bytes)}" if job.budget_bytes else f"{job.max_gets} GETs"
     reporter.log(f"Starting restore drill '{job.job_id}' of s3://{cfg.bucket}/{job.remote_store} on a budget "
@@ -369,6 +375,8 @@ def run_budget_drill(reporter, remote, job) -> dict:
     finally:
         if inventory is not None:
             inventory.close()
+        if guard is not None:
+            guard.close()
         snap = counters.snapshot()
         record_usage(remote, snap, reporter.task)
         reporter.log(_summary_requests(snap))

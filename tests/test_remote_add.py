@@ -167,7 +167,7 @@ def test_detail_page_shows_settings_usage_chart_and_cost(admin_client):
     assert remote.usage.get(task_upid="UPID:x:1").put == 1201
     html = admin_client.get("/remotes/wasabi1/").content.decode()
     for text in ("https://s3.eu-central-1.wasabisys.com", "stored encrypted, not shown", "1.82 TiB",
-                 "Requests per day (last 30 days)", "<svg class=\"remote-chart\"",
+                 "Requests per day by class (last 30 days)", "<svg class=\"remote-chart\"",
                  f"{today:%Y-%m-%d}: 0 GET, 1201 PUT, 10 HEAD, 2 DELETE, 3 LIST",
                  "$6.99 per TB-month", "Minimum storage term</th><td>90 days",
                  "1516 (1501 PUT", "$13.98", "Early deletion (90-day minimum)", "30 days"):

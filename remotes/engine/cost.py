@@ -39,6 +39,43 @@ def load_pricing(path: str | Path | None = None) -> dict:
     return copy.deepcopy(_load(str(path or PRICING_FILE)))
 
 
+OVERRIDE_CLASSES = {"A": ("PUT", "DELETE"), "B": ("GET", "HEAD"), "C": ("LIST",)}   # as limits.CAP_CLASSES
+
+
+def apply_override(pricing: dict, provider: str, override: dict) -> dict:
+    """`pricing` with the user's own prices for `provider` (a copy).
+
+    `override`: storage_per_tb_month, egress_per_gb, class_a/b/c (dollars per
+    1,000 requests, B2's classes: A uploads and deletes, B GET/HEAD, C LIST),
+    min_storage_days, date; None leaves that part at the list price. A
+    storage or egress price set replaces the provider's free amounts and
+    minimums for that part; request prices come as a set of three (no free
+    allowance). `date` (when the user set them) becomes the list's date.
+    """
+    pricing = copy.deepcopy(pricing)
+    base = pricing["providers"].get(provider, pricing["providers"]["other"])
+    p = copy.deepcopy(base)
+    p["label"] = f"{base['label']}, your prices"
+    p["custom"] = True
+    if override.get("storage_per_tb_month") is not None:
+        p["storage_per_tb_month"] = float(override["storage_per_tb_month"])
+        for key in ("free_storage_tb", "min_billable_tb"):
+            p.pop(key, None)
+    if override.get("egress_per_gb") is not None:
+        p["egress_per_tb"] = float(override["egress_per_gb"]) * 1000
+        for key in ("free_egress_multiple_of_stored", "egress_fair_use"):
+            p.pop(key, None)
+    if any(override.get(f"class_{c.lower()}") is not None for c in OVERRIDE_CLASSES):
+        p["request_classes"] = {c: {"kinds": list(kinds), "price_per_1000": float(override.get(f"class_{c.lower()}") or 0)}
+                                for c, kinds in OVERRIDE_CLASSES.items()}
+    if override.get("min_storage_days") is not None:
+        p["min_storage_days"] = max(int(override["min_storage_days"]), int(base.get("min_storage_days") or 0))
+    pricing["providers"][provider] = p
+    if override.get("date"):
+        pricing["date"] = override["date"]
+    return pricing
+
+
 def provider_prices(provider: str, pricing: dict | None = None) -> dict:
     providers = (pricing or _load(str(PRICING_FILE)))["providers"]
     return providers.get(provider, providers["other"])
@@ -211,6 +248,8 @@ def _egress_text(p: dict) -> str:
         return "unknown"
     if not price:
         return "free (fair use)" if p.get("egress_fair_use") else "free"
+    if p.get("custom"):
+        return f"${price / 1000:g}/GB (${price:g}/TB)"
     multiple = p.get("free_egress_multiple_of_stored")
     if multiple:
         return f"free up to {multiple:g}x stored, then ${price:g}/TB"

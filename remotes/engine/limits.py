@@ -10,10 +10,16 @@
   and a monthly budget in dollars. A request that would cross one either
   waits until the window resets (pause: the next day, or the next month for
   the budget) or raises CapReached (stop).
+- The daily counts and the month's spending are the remote's, not the run's:
+  with a `CapLedger` (one small SQLite file per remote in the data
+  directory) every run and drill on the remote reserves its requests (and
+  their price) from the same per-day counts and per-month sum, so runs
+  together never exceed a cap or the budget (docs/DESIGN.md §8).
 """
 from __future__ import annotations
 
 import collections
+import sqlite3
 import threading
 import time
 from collections.abc import Callable
@@ -23,6 +29,14 @@ from datetime import datetime, timedelta
 CAP_CLASSES = {"A": ("PUT", "DELETE"), "B": ("GET", "HEAD"), "C": ("LIST",)}
 CLASS_OF_KIND = {kind: cls for cls, kinds in CAP_CLASSES.items() for kind in kinds}
 ON_CAP = ("pause", "stop")
+
+
+SPEND = "$"            # the ledger's row of a month's spending (nano-dollars), on the month's first day
+NANO = 10**9
+
+
+def _nano(dollars: float) -> int:
+    return int(round(float(dollars) * NANO))
 
 
 class CapReached(Exception):
@@ -139,19 +153,119 @@ class Throttle:
                  f"to {new:g} requests/s for the rest of the run")
 
 
+class CapLedger:
+    """The requests a remote made per day and cap class (and, in the row
+    SPEND on a month's first day, the month's spending in nano-dollars),
+    shared by every run, thread and process on the remote (SQLite, BEGIN
+    IMMEDIATE).
+
+    Runs reserve requests in small blocks (reserve) and give back what they
+    did not use when they end (release); a run killed on its way loses at
+    most one block per class for the rest of that day.
+    """
+
+    KEEP_DAYS = 40
+
+    def __init__(self, path, generation: str = ""):
+        self.path = str(path)
+        self.generation = generation   # a remote created again under the same ID starts afresh
+        self._lock = threading.Lock()
+        self._conn: sqlite3.Connection | None = None
+
+    def _db(self) -> sqlite3.Connection:
+        if self._conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")      # a reservation is one short write, no fsync wait each
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute("CREATE TABLE IF NOT EXISTS caps (day TEXT NOT NULL, cls TEXT NOT NULL, "
+                         "used INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (day, cls))")
+            conn.execute("CREATE TABLE IF NOT EXISTS meta (generation TEXT NOT NULL)")
+            row = conn.execute("SELECT generation FROM meta").fetchone()
+            if row is None or row[0] != self.generation:
+                conn.execute("DELETE FROM caps")
+                conn.execute("DELETE FROM meta")
+                conn.execute("INSERT INTO meta (generation) VALUES (?)", (self.generation,))
+            conn.execute("COMMIT")
+            self._conn = conn
+        return self._conn
+
+    def _tx(self, fn):
+        with self._lock:
+            db = self._db()
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                out = fn(db)
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            db.execute("COMMIT")
+            return out
+
+    def seed(self, day, counts: dict) -> dict:
+        """Make the day's counts at least `counts` ({class: requests} recorded
+        elsewhere, e.g. by runs without caps); returns the day's counts."""
+        key = day.isoformat()
+
+        def fn(db):
+            for cls, n in counts.items():
+                db.execute("INSERT OR IGNORE INTO caps (day, cls, used) VALUES (?, ?, 0)", (key, cls))
+                db.execute("UPDATE caps SET used = MAX(used, ?) WHERE day = ? AND cls = ?", (int(n), key, cls))
+            db.execute("DELETE FROM caps WHERE day < ?", ((day - timedelta(days=self.KEEP_DAYS)).isoformat(),))
+            return {cls: n for cls, n in db.execute("SELECT cls, used FROM caps WHERE day = ?", (key,))}
+        return self._tx(fn)
+
+    def reserve(self, day, cls: str, n: int, cap: int) -> tuple[int, int]:
+        """Up to `n` requests of `cls` on `day` without crossing `cap`:
+        (granted, the day's count after)."""
+        key = day.isoformat()
+
+        def fn(db):
+            db.execute("INSERT OR IGNORE INTO caps (day, cls, used) VALUES (?, ?, 0)", (key, cls))
+            used = db.execute("SELECT used FROM caps WHERE day = ? AND cls = ?", (key, cls)).fetchone()[0]
+            granted = max(0, min(n, cap - used))
+            if granted:
+                db.execute("UPDATE caps SET used = used + ? WHERE day = ? AND cls = ?", (granted, key, cls))
+            return granted, used + granted
+        return self._tx(fn)
+
+    def release(self, day, cls: str, n: int) -> None:
+        if n > 0:
+            self._tx(lambda db: db.execute("UPDATE caps SET used = MAX(0, used - ?) WHERE day = ? AND cls = ?",
+                                           (int(n), day.isoformat(), cls)))
+
+    def used(self, day) -> dict:
+        with self._lock:
+            rows = self._db().execute("SELECT cls, used FROM caps WHERE day = ?", (day.isoformat(),)).fetchall()
+        return dict(rows)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None
+
+
 class CapGuard:
     """Daily caps per class and a monthly budget for one run.
 
     `used_today` ({class: count}) and `spent_this_month` (dollars) are what
     the remote used before the run; `prices` gives the dollars per request
     of each RequestCounters kind. `now` is the wall clock (tests inject it).
+    With a `ledger` the daily counts are the remote's (every run on it
+    reserves from the ledger); call close() when the run ends.
     """
+
+    @staticmethod
+    def block(cap: int) -> int:
+        """Requests a run reserves from the ledger at a time (1 for small caps)."""
+        return max(1, min(64, cap // 50))
 
     def __init__(self, *, daily_caps: dict | None = None, monthly_budget: float | None = None,
                  on_cap: str = "stop", used_today: dict | None = None, spent_this_month: float = 0.0,
                  prices: dict | None = None, remote: str = "", log: Callable[[str], None] | None = None,
                  now: Callable[[], datetime] = datetime.now, sleep=time.sleep,
-                 check_abort: Callable[[], None] | None = None):
+                 check_abort: Callable[[], None] | None = None, ledger: CapLedger | None = None):
         self.caps = {c: n for c, n in (daily_caps or {}).items() if n is not None}
         self.budget = monthly_budget
         self.on_cap = on_cap if on_cap in ON_CAP else "stop"
@@ -166,6 +280,15 @@ class CapGuard:
         self._day = now().date()
         self._month = (self._day.year, self._day.month)
         self.reached: list[str] = []        # what stopped or paused the run, for its result
+        self.ledger = ledger
+        self._pool = {c: 0 for c in CAP_CLASSES}   # reserved from the ledger, not used yet
+        self._spend_pool = 0                         # nano-dollars reserved from the month's budget, not spent
+        if ledger is not None and self.caps:
+            counts = ledger.seed(self._day, {c: self.used[c] for c in self.caps})
+            self.used.update({c: counts.get(c, self.used[c]) for c in self.caps})
+        if ledger is not None and self.budget is not None:
+            counts = ledger.seed(self._month_day(), {SPEND: _nano(self.spent)})
+            self.spent = counts.get(SPEND, 0) / NANO
 
     def active(self) -> bool:
         return bool(self.caps) or self.budget is not None
@@ -177,6 +300,12 @@ class CapGuard:
             with self._lock:
                 self._roll_over()
                 reason, until = self._over(cls, price)
+                if reason is None and self.ledger is not None and cls in self.caps:
+                    reason, until = self._take(cls)
+                if reason is None and self.ledger is not None and self.budget is not None and price:
+                    reason, until = self._take_spend(price)
+                    if reason is not None and cls in self.caps:   # the class's request was not made
+                        self._pool[cls] += 1
                 if reason is None:
                     self.used[cls] += 1
                     self.spent += price
@@ -186,6 +315,7 @@ class CapGuard:
     def _roll_over(self) -> None:
         today = self.now().date()
         if today != self._day:
+            self._give_back()            # to the old day's (and month's) counts
             self._day = today
             self.used = {c: 0 for c in CAP_CLASSES}
         if (today.year, today.month) != self._month:
@@ -194,17 +324,71 @@ class CapGuard:
 
     def _over(self, cls: str, price: float) -> tuple[str | None, datetime | None]:
         cap = self.caps.get(cls)
-        if cap is not None and self.used[cls] + 1 > cap:
-            kinds = "/".join(CAP_CLASSES[cls])
-            tomorrow = datetime.combine(self._day + timedelta(days=1), datetime.min.time())
-            return (f"daily cap of class {cls} requests ({kinds}) reached on remote '{self.remote}': "
-                    f"{self.used[cls]:,} of {cap:,} used today"), tomorrow
-        if self.budget is not None and price and self.spent + price > self.budget:
-            year, month = self._month
-            first = datetime(year + (month == 12), month % 12 + 1, 1)
-            return (f"monthly budget of ${self.budget:,.2f} reached on remote '{self.remote}': "
-                    f"${self.spent:,.4f} spent this month"), first
+        if cap is not None and self.ledger is None and self.used[cls] + 1 > cap:
+            return self._cap_reason(cls, self.used[cls])
+        if self.budget is not None and self.ledger is None and price and self.spent + price > self.budget:
+            return self._budget_reason(self.spent)
         return None, None
+
+    def _budget_reason(self, spent: float) -> tuple[str, datetime]:
+        year, month = self._month
+        first = datetime(year + (month == 12), month % 12 + 1, 1)
+        return (f"monthly budget of ${self.budget:,.2f} reached on remote '{self.remote}': "
+                f"${spent:,.4f} spent this month"), first
+
+    def _month_day(self):
+        return datetime(*self._month, 1).date()
+
+    def _take_spend(self, price: float) -> tuple[str | None, datetime | None]:
+        """The request's price from the run's reserved share of the month's budget,
+        refilled from the ledger (the budget is the remote's, as the daily caps)."""
+        need = _nano(price)
+        if self._spend_pool < need:
+            budget = _nano(self.budget)
+            ask = max(need - self._spend_pool, budget // 200)
+            granted, total = self.ledger.reserve(self._month_day(), SPEND, ask, budget)
+            if self._spend_pool + granted < need:
+                self.ledger.release(self._month_day(), SPEND, granted)
+                return self._budget_reason((total - granted) / NANO)
+            self._spend_pool += granted
+        self._spend_pool -= need
+        return None, None
+
+    def _cap_reason(self, cls: str, used: int) -> tuple[str, datetime]:
+        kinds = "/".join(CAP_CLASSES[cls])
+        tomorrow = datetime.combine(self._day + timedelta(days=1), datetime.min.time())
+        return (f"daily cap of class {cls} requests ({kinds}) reached on remote '{self.remote}': "
+                f"{used:,} of {self.caps[cls]:,} used today"), tomorrow
+
+    def _take(self, cls: str) -> tuple[str | None, datetime | None]:
+        """One request of `cls` from the run's reserved pool, refilled from the ledger."""
+        if self._pool[cls] <= 0:
+            cap = self.caps[cls]
+            granted, total = self.ledger.reserve(self._day, cls, self.block(cap), cap)
+            if not granted:
+                self.used[cls] = total
+                return self._cap_reason(cls, total)
+            self._pool[cls] += granted
+        self._pool[cls] -= 1
+        return None, None
+
+    def _give_back(self) -> None:
+        if self.ledger is None:
+            return
+        for cls, n in self._pool.items():
+            if n:
+                self.ledger.release(self._day, cls, n)
+        self._pool = {c: 0 for c in CAP_CLASSES}
+        if self._spend_pool:
+            self.ledger.release(self._month_day(), SPEND, self._spend_pool)
+            self._spend_pool = 0
+
+    def close(self) -> None:
+        """The run ended: what it reserved and did not use goes back to the remote's count."""
+        with self._lock:
+            self._give_back()
+        if self.ledger is not None:
+            self.ledger.close()
 
     def _at_cap(self, reason: str, until: datetime) -> None:
         self.reached.append(reason)

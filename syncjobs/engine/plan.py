@@ -1,11 +1,12 @@
-"""What the next push will upload and which requests it will make, before it runs.
+"""What the next push will upload (or pull download) and which requests it will make, before it runs.
 
 The plan runs the push's own planning (push._Pusher) against the local
 inventory, so plan and run agree on what is missing. It touches the bucket
 at most once: one LIST page when the inventory has never been reconciled
 (first run), to tell an empty prefix (the plan is exact) from one that
 already holds objects (the run's full listing will find some of them there,
-so the plan is an upper bound).
+so the plan is an upper bound). A pull's plan (plan_pull) lists the prefix
+once and reads no object.
 """
 from __future__ import annotations
 
@@ -13,13 +14,15 @@ import itertools
 import math
 from dataclasses import dataclass, field
 
+from datastores.engine.datastore import parse_time
 from datastores.engine.errors import DatastoreError
 from datastores.engine.report import Reporter
 
 from .bucket import Bucket
 from .inventory import Inventory
 from .push import PushOptions, _Pusher
-from .scope import MARKER_NAME
+from .inventory import parse_chunk_rel
+from .scope import LOCAL_ONLY_FILES, MANIFEST_NAME, MARKER_NAME, Scope, parse_snapshot_dir, parse_snapshot_file
 
 
 @dataclass
@@ -146,3 +149,114 @@ def _size(path) -> int:
         return path.stat().st_size
     except OSError:
         return 0
+
+
+# -- pull -------------------------------------------------------------------------------------
+
+@dataclass
+class PullPlan:
+    snapshots: int = 0                  # snapshots the run downloads
+    snapshots_unchanged: int = 0        # already local (the run GETs their manifest to compare)
+    snapshots_skipped: int = 0          # older than the newest local one of their group, or beyond transfer-last
+    snapshots_vanished: int = 0         # local snapshots gone from the bucket (remove-vanished)
+    files: int = 0                      # snapshot files to download (manifests, indexes, blobs)
+    chunks: int = 0                     # chunk objects to download (at most)
+    chunks_local: int = 0               # chunks of the bucket this datastore already has
+    bytes: int = 0                      # bytes to download (egress)
+    listed_objects: int = 0             # what the plan's listing saw
+    listed_bytes: int = 0
+    requests: dict = field(default_factory=dict)   # RequestCounters kind -> count, the run's
+    exact: bool = True                  # False: chunks and bytes are an upper bound
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def objects(self) -> int:
+        return self.files + self.chunks
+
+
+def plan_pull(bucket: Bucket, store, scope: Scope, *, transfer_last: int | None = None,
+              remove_vanished: bool = False) -> PullPlan:
+    """What the next pull of `bucket`'s prefix into `store` downloads, from one listing of
+    the prefix (LIST only: no object is read).
+
+    Which chunks a snapshot needs is written in its indexes, which only a GET reads: the
+    plan counts every chunk of the bucket the datastore lacks, an upper bound that is exact
+    when the new snapshots use them all (a first pull of a whole prefix, unless the bucket
+    holds chunks no snapshot uses any more).
+    """
+    plan = PullPlan()
+    remote_chunks: dict[str, int] = {}
+    dirs: dict[str, dict[str, int]] = {}
+    start = "".join(f"ns/{p}/" for p in scope.ns.split("/") if p)
+    top: dict[str, int] = {}           # the run lists the prefix per top-level directory
+    for info in bucket.list_info(""):
+        plan.listed_objects += 1
+        plan.listed_bytes += info.size
+        digest = parse_chunk_rel(info.rel)
+        if digest is not None:
+            remote_chunks[digest] = info.size
+            continue
+        if info.rel.startswith(start) and "/" in info.rel[len(start):]:
+            d = info.rel[len(start):].split("/", 1)[0]
+            top[d] = top.get(d, 0) + 1
+        parsed = parse_snapshot_file(info.rel)
+        if parsed and scope.contains_path(parsed[0]):
+            dirs.setdefault(parsed[0].rel_dir, {})[parsed[1]] = info.size
+    remote = {rd: files for rd, files in dirs.items() if MANIFEST_NAME in files}
+    todo = sorted(remote, key=lambda rd: (parse_snapshot_dir(rd).time, rd))
+    newest: dict[str, int] = {}
+    local = store.list_snapshots(scope.ns, recursive=True)
+    for ref in local:
+        if ref.finished:
+            newest[ref.group_rel_dir] = max(newest.get(ref.group_rel_dir, 0), ref.time)
+    older = {rd for rd in todo if not (store.path / rd / MANIFEST_NAME).is_file()
+             and parse_time(parse_snapshot_dir(rd).time) < newest.get(rd.rsplit("/", 1)[0], 0)}
+    todo = [rd for rd in todo if rd not in older]
+    if transfer_last:
+        groups: dict[str, list] = {}
+        for rd in todo:
+            groups.setdefault(rd.rsplit("/", 1)[0], []).append(rd)
+        keep = {rd for g in groups.values() for rd in g[-transfer_last:]}
+        todo = [rd for rd in todo if rd in keep]
+    plan.snapshots_skipped = len(remote) - len(todo)
+    gets = 0
+    for rd in todo:
+        files = remote[rd]
+        gets += 1                                   # the manifest, to compare it with the local one
+        local_manifest = store.path / rd / MANIFEST_NAME
+        if local_manifest.is_file() and local_manifest.stat().st_size == files[MANIFEST_NAME]:
+            plan.snapshots_unchanged += 1
+            continue
+        plan.snapshots += 1
+        names = [n for n in files if n not in LOCAL_ONLY_FILES]
+        plan.files += len(names)
+        plan.bytes += sum(files[n] for n in names)
+        gets += len(names) - 1
+    if plan.snapshots:
+        missing = [d for d in remote_chunks if not store.chunks.exists(d)]
+        plan.chunks_local = len(remote_chunks) - len(missing)
+        plan.chunks = len(missing)
+        plan.bytes += sum(remote_chunks[d] for d in missing)
+        gets += len(missing)
+        if missing:
+            plan.exact = False
+            plan.notes.append(
+                f"chunks: at most the {len(missing):,} chunks of the bucket this datastore lacks "
+                f"({plan.chunks_local:,} it has already); which of them the new snapshots use is in their "
+                "indexes, which only downloading them tells, so chunks, bytes and GETs are an upper bound")
+    elif remote_chunks:
+        plan.chunks_local = sum(1 for d in remote_chunks if store.chunks.exists(d))
+    if any(rd not in remote for rd in dirs):
+        plan.notes.append(f"{sum(1 for rd in dirs if rd not in remote)} snapshot(s) in the bucket have no manifest "
+                          "(unfinished or damaged): the run does not download them")
+    if not remote and remote_chunks and not scope.ns:
+        plan.notes.append(f"the bucket prefix holds {len(remote_chunks):,} chunks but no snapshot manifest: "
+                          "the run downloads nothing and warns")
+    lists = 1 + sum(max(1, math.ceil(n / Bucket.page_size)) for d, n in top.items() if not d.startswith(".chunks"))
+    if not remote and not scope.ns:
+        lists += 1                                  # the run looks into .chunks/ once
+    if remove_vanished:
+        plan.snapshots_vanished = sum(1 for ref in local if ref.finished and scope.contains(
+            ref.ns, ref.backup_type, ref.backup_id) and ref.rel_dir not in remote)
+    plan.requests = {"GET": gets, "PUT": 0, "HEAD": 0, "LIST": lists, "DELETE": 0}
+    return plan

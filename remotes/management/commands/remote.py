@@ -11,7 +11,7 @@ from django.core.management.base import BaseCommand
 from pbsweb.cli import add_output_format, box_table, finish_task, print_output, usage_error
 from pbsweb.errors import Conflict, UserError
 from remotes.engine.config import PROVIDERS
-from remotes.forms import LIMIT_FIELDS
+from remotes.forms import LIMIT_FIELDS, PRICE_FIELDS
 from remotes.models import Remote
 from remotes.serializers import remote_json
 from remotes.services import remove_remote, save_remote
@@ -55,6 +55,13 @@ def _add_settings(parser, create: bool):
         parser.add_argument(f"--daily-cap-class-{cls}", metavar="N", help=f"class {cls.upper()} requests a day")
     parser.add_argument("--monthly-budget", metavar="USD", help="dollars a month ('' = no budget)")
     parser.add_argument("--on-cap", metavar="pause|stop", help="what a run does at a cap (default stop)")
+    parser.add_argument("--price-storage-tb-month", metavar="USD",
+                        help="your storage price per TB-month ('' = the provider's list price)")
+    for cls, what in (("a", "uploads and deletes"), ("b", "GETs and HEADs"), ("c", "listings")):
+        parser.add_argument(f"--price-class-{cls}", metavar="USD",
+                            help=f"your price per 1,000 class {cls.upper()} requests ({what}); "
+                                 "give A, B and C together ('' = the provider's)")
+    parser.add_argument("--price-egress-gb", metavar="USD", help="your egress price per GB ('' = the provider's)")
     parser.add_argument("--comment")
 
 
@@ -113,7 +120,8 @@ class Command(BaseCommand):
                 raise usage_error(f"--object-lock-days: expected a whole number of days, not '{opts['object_lock_days']}'")
         if opts.get("object_lock_mode") is not None:
             values["object_lock_mode"] = opts["object_lock_mode"].strip().lower()
-        values.update({name: opts[name] for name in LIMIT_FIELDS if opts.get(name) is not None})  # checked by save_remote
+        values.update({name: opts[name] for name in LIMIT_FIELDS + PRICE_FIELDS
+                       if opts.get(name) is not None})  # checked by save_remote
         if opts.get("ca_bundle") is not None:
             if opts["ca_bundle"] == "":
                 values["ca_bundle"] = ""
