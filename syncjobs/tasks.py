@@ -30,7 +30,7 @@ from syncjobs.engine.common import fmt_bytes
 from syncjobs.engine.drill import DrillResult, drill_prefix
 from syncjobs.engine.drill_budget import drill_slice
 from syncjobs.engine.inventory import Inventory
-from syncjobs.engine.pull import PullOptions, pull_sync, restore_from_bucket
+from syncjobs.engine.pull import RESTORE_WORKERS, PullOptions, pull_sync, restore_from_bucket
 from syncjobs.engine.push import PushOptions, push_sync
 from syncjobs.engine.ratelimit import RateLimiter, TimeFrameRule, effective_rate
 from syncjobs.engine.recover import parse_as_of, recover_prefix
@@ -123,7 +123,7 @@ def run_sync_job(reporter, job_id: str, reconcile: bool = False) -> dict:
     cfg = remote.config()
     counters = RequestCounters()
     guard = cap_guard(remote, reporter.log, reporter.check_abort)
-    client = remote.client(counters=counters, guard=guard, log=reporter.log)
+    client = remote.client(counters=counters, guard=guard, log=reporter.log, parallelism=job.workers)
     bucket = Bucket(client, cfg.bucket, job.remote_store,
                     skip_if_none_match=cfg.skip_if_none_match,
                     delete_via_delete_object=cfg.delete_via_delete_object)
@@ -427,14 +427,15 @@ def restore_from_remote(reporter, remote: str, remote_store: str, snapshot: str,
         crypt = ds.crypt_config()
     task = reporter.task
     counters = RequestCounters()
-    bucket = make_bucket(obj, obj.client(counters=counters), remote_store)
+    bucket = make_bucket(obj, obj.client(counters=counters, parallelism=RESTORE_WORKERS), remote_store)
     reporter.log(f"restore {archive} of s3://{bucket.bucket}/{bucket.key(snapshot)} to {target}"
                  + (f" with key {crypt.fingerprint}" if crypt is not None else ""))
     target = os.path.abspath(target)
     work_dir = os.path.dirname(target.rstrip("/")) or None
     try:
         os.makedirs(work_dir, exist_ok=True)
-        restore_from_bucket(bucket, snapshot, archive, target, crypt, work_dir=work_dir, reporter=reporter)
+        restore_from_bucket(bucket, snapshot, archive, target, crypt, workers=RESTORE_WORKERS, work_dir=work_dir,
+                            reporter=reporter)
     finally:
         snap = counters.snapshot()
         try:

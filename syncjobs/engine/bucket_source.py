@@ -96,11 +96,27 @@ def read_files(snapshot: SnapshotReader, names, problems: list | None = None,
     return files, unique_digests(indexes)
 
 
-def read_chunks(pool, source: BucketSource, digests, workers: int, crypt=None):
-    """Fetch and check chunks on the pool, at most 2*workers in flight; yield
-    (digest, Future of the stored blob) as they complete (result() raises
-    CorruptionError naming the key, or SyncError)."""
-    return map_bounded(pool, lambda d: source.read_checked_chunk(d, crypt), digests, max(1, workers) * 2)
+def read_chunks(pool, source: BucketSource, digests, workers: int, crypt=None, sink=None):
+    """Fetch and check chunks on the pool (`workers` threads, the client's
+    connection pool sized to match); yield (digest, Future) as they complete.
+
+    Everything per chunk happens on the worker thread: the GET, check_chunk
+    (CRC, decompression, digest: these release the GIL) and, with `sink`,
+    sink(digest, blob) (pull writes the chunk into the datastore there). The
+    Future's result is the stored blob, or with `sink` its size: the caller
+    never holds the bytes, so in flight are at most `workers` chunks being
+    handled plus `workers` queued digests (2 * workers * the largest chunk
+    for readers without a sink). result() raises CorruptionError naming the
+    key, or SyncError; the remote's request limits apply to every GET
+    (remotes/engine/limits.py, in the client)."""
+    if sink is None:
+        fn = lambda d: source.read_checked_chunk(d, crypt)  # noqa: E731
+    else:
+        def fn(d):
+            blob = source.read_checked_chunk(d, crypt)
+            sink(d, blob)
+            return len(blob)
+    return map_bounded(pool, fn, digests, max(1, workers) * 2)
 
 
 def problem_text(e: Exception, key: str) -> str:

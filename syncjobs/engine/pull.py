@@ -28,7 +28,10 @@ from .inventory import etag_md5
 from .scope import (LOCAL_ONLY_FILES, MANIFEST_NAME, Scope, normalize_ns, parse_snapshot_dir,
                     parse_snapshot_file)
 
-__all__ = ["PullOptions", "RemoteSnapshot", "list_remote_snapshots", "pull_sync", "restore_from_bucket"]
+__all__ = ["RESTORE_WORKERS", "PullOptions", "RemoteSnapshot", "list_remote_snapshots", "pull_sync",
+           "restore_from_bucket"]
+
+RESTORE_WORKERS = 8  # parallel GETs of a restore straight from a bucket (the client's pool is sized to it)
 
 
 @dataclass
@@ -189,12 +192,12 @@ def _pull_snapshot(source: BucketSource, store, rd, objs, opt, rep, r: SyncResul
         missing = [d for d in digests if not store.chunks.exists(d)]
         r.chunks_skipped += len(digests) - len(missing)
         nbytes = done = 0
-        gen = read_chunks(pool, source, missing, opt.workers)
+        # each chunk is fetched, checked and written on a worker thread (one sync at the end)
+        gen = read_chunks(pool, source, missing, opt.workers,
+                          sink=lambda d, blob: store.insert_chunk(d, blob, verify=False, fsync=False))
         try:
             for digest, fut in gen:
-                blob = fut.result()
-                store.insert_chunk(digest, blob, verify=False, fsync=False)  # checked by read_chunks
-                size = len(blob)
+                size = fut.result()
                 nbytes += size
                 done += 1
                 r.chunks_transferred += 1
@@ -225,7 +228,7 @@ def _pull_snapshot(source: BucketSource, store, rd, objs, opt, rep, r: SyncResul
 # -- restore straight from a bucket ---------------------------------------------------------
 
 def restore_from_bucket(bucket: Bucket, snapshot_rel_dir: str, archive_name: str, target, crypt=None,
-                        *, workers: int = 8, work_dir=None, reporter: Reporter | None = None,
+                        *, workers: int = RESTORE_WORKERS, work_dir=None, reporter: Reporter | None = None,
                         limiter=None):
     """Restore one archive of a bucket snapshot without pulling the snapshot.
 
