@@ -134,6 +134,7 @@ def main() -> int:
 
         def keep(name: str, timing: tuple, req: dict, note: str) -> None:
             secs, cpu = timing
+            print(f"  round {rnd + 1}: {name} {secs:.2f} s (CPU {cpu[0]:.2f} s, server CPU {cpu[1]:.2f} s)")
             if name not in best or secs < best[name][0]:
                 best[name] = (secs, req, note, cpu)
 

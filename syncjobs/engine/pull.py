@@ -15,6 +15,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from datastores.engine._fsutil import tune_malloc
 from datastores.engine.datastore import Datastore, parse_time
 from datastores.engine.errors import CorruptionError
 from datastores.engine.report import Reporter
@@ -69,6 +70,7 @@ def pull_sync(bucket: Bucket, store: Datastore, inventory=None, options: PullOpt
     """
     opt = options or PullOptions()
     rep = reporter or Reporter()
+    tune_malloc()  # chunk-sized buffers from the heap, not fresh mmaps (see _fsutil)
     r = SyncResult("pull")
     scope = Scope(normalize_ns(opt.ns), opt.max_depth, tuple(opt.group_filter))
     t0 = time.monotonic()
@@ -242,9 +244,11 @@ def restore_from_bucket(bucket: Bucket, snapshot_rel_dir: str, archive_name: str
     rd = snapshot_rel_dir.strip("/")
     if parse_snapshot_dir(rd) is None:
         raise SyncError(f"{snapshot_rel_dir!r} is not a snapshot path ([ns/…/]<type>/<id>/<time>)")
-    snapshot = BucketSource(bucket, limiter).snapshot(rd)
+    source = BucketSource(bucket, limiter)
+    snapshot = source.snapshot(rd)
     filename, _ = snapshot.archive_entry(archive_name)
     idx = snapshot.index(filename)
+    source.expect(d.hex() for d in idx.digests)  # a chunk named again is fetched once
     rep.log(f"fetching {len(set(idx.digests))} chunks of {rd}/{filename} from s3://{bucket.bucket}/{bucket.prefix}")
     return restore_snapshot_archive(snapshot, archive_name, target, crypt, rep,
                                     readahead=max(4, 2 * workers), workers=max(1, workers))
