@@ -147,21 +147,24 @@ def read_chunks(pool, source: BucketSource, digests, workers: int, crypt=None, s
 
     Everything per chunk happens on the worker thread: the GET, check_chunk
     (CRC, decompression, digest: these release the GIL) and, with `sink`,
-    sink(digest, blob) (pull writes the chunk into the datastore there). The
-    Future's result is the stored blob, or with `sink` its size: the caller
-    never holds the bytes, so in flight are at most `workers` chunks being
-    handled plus `workers` queued digests (2 * workers * the largest chunk
-    for readers without a sink). result() raises CorruptionError naming the
-    key, or SyncError; the remote's request limits apply to every GET
+    sink(digest, blob) (pull writes the chunk into the datastore there).
+    The Future's result is the stored blob, or with `sink` its size.
+    Memory: without a sink at most 2 * workers blobs are submitted or
+    waiting for the caller; with one the caller never holds the bytes, only
+    the `workers` running chunks do, and 3 * workers more digests are queued
+    (they hold nothing) so that a worker finds its next chunk without
+    waiting for the caller's thread. result() raises CorruptionError naming
+    the key, or SyncError; the remote's request limits apply to every GET
     (remotes/engine/limits.py, in the client)."""
+    workers = max(1, workers)
     if sink is None:
-        fn = lambda d: source.read_checked_chunk(d, crypt)  # noqa: E731
-    else:
-        def fn(d):
-            blob = source.read_checked_chunk(d, crypt)
-            sink(d, blob)
-            return len(blob)
-    return map_bounded(pool, fn, digests, max(1, workers) * 2)
+        return map_bounded(pool, lambda d: source.read_checked_chunk(d, crypt), digests, workers * 2)
+
+    def fetch_check_store(d):
+        blob = source.read_checked_chunk(d, crypt)
+        sink(d, blob)
+        return len(blob)
+    return map_bounded(pool, fetch_check_store, digests, workers * 4)
 
 
 def problem_text(e: Exception, key: str) -> str:
