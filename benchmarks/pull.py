@@ -2,7 +2,7 @@
 pbsweb restore straight from the bucket, against `rclone copy --transfers 8`
 of the same prefix, all from the same moto S3 server in the same run.
 
-    .venv/bin/python benchmarks/pull.py [--size 512MiB] [--workers 8] [--keep]
+    .venv/bin/python benchmarks/pull.py [--size 512MiB] [--workers 8] [--rounds 3] [--keep]
 
 Data: benchmarks/ingest.py's mixed files, backed up into a datastore and
 pushed to the bucket (prefix `store`). Then, timed, each from the server
@@ -11,11 +11,13 @@ directly (no proxy in the way):
 - restore of the archive straight from the bucket into a directory
   (compared with the source data afterwards, untimed);
 - `rclone copy --transfers 8` of the prefix into an empty directory (bytes
-  only, no verification).
+  only: rclone checks each object's MD5 against its ETag, nothing more).
 MB/s is the prefix's stored bytes per second (MiB/s, the same bytes for all
 three: the snapshot has one archive, which names every chunk); the ratio is
 pbsweb's rate over rclone's. pbsweb counts its requests itself; rclone's
-are counted in a second, untimed copy through a counting proxy.
+are counted in a second, untimed copy through a counting proxy. CPU seconds
+(this process or rclone, and the moto server's) are shown too: on a loaded
+machine they vary less than wall time.
 Rows go to var/benchmarks/pull.json for benchmarks/table.py.
 The machine is shared: run the peer in the same run and read the ratios.
 """
@@ -102,7 +104,7 @@ def main() -> int:
     ap.add_argument("--size", default="512MiB", help="data size (default 512MiB)")
     ap.add_argument("--workers", type=int, default=8, help="pbsweb parallel GETs (default 8)")
     ap.add_argument("--transfers", type=int, default=8, help="rclone --transfers (default 8)")
-    ap.add_argument("--rounds", type=int, default=1, help="timed rounds of each (best kept)")
+    ap.add_argument("--rounds", type=int, default=3, help="timed rounds of each, best kept (default 3)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     args = ap.parse_args()
     if not shutil.which("rclone"):
@@ -180,10 +182,12 @@ def main() -> int:
         else:
             print(f"kept {work}")
 
+    load = os.getloadavg()[0]
     rc_secs = best["rclone"][0]
     rc_mbps = stored / MiB / rc_secs
     print(f"\n{args.size} data, {stored / MiB:.1f} MiB stored in {nobj} objects; pbsweb {args.workers} workers, "
-          f"rclone --transfers {args.transfers}; best of {args.rounds}; the machine is shared (noisy)")
+          f"rclone --transfers {args.transfers}; best of {args.rounds}; load average {load:.1f} "
+          f"on {os.cpu_count()} CPUs (a shared machine: read the ratios)")
     print(f"{'operation':<28}{'seconds':>9}{'MiB/s':>8}{'requests':>10}{'ratio':>7}{'CPU s':>7}{'server CPU s':>14}")
     rc_cpu = best["rclone"][3]
     print(f"{'rclone copy':<28}{rc_secs:>9.2f}{rc_mbps:>8.1f}{rclone_req['requests']:>10}{'':>7}"
@@ -191,6 +195,8 @@ def main() -> int:
     for name, label in (("pull", "pull into an empty datastore"), ("restore", "restore from the bucket")):
         secs, req, note, cpu = best[name]
         mbps = stored / MiB / secs
+        if name == "restore":
+            note += f" ({size / MiB / secs:.0f} MiB/s of restored data)"
         ratio = mbps / rc_mbps
         print(f"{label:<28}{secs:>9.2f}{mbps:>8.1f}{req.get('requests', 0):>10}{ratio:>7.2f}"
               f"{cpu[0]:>7.2f}{cpu[1]:>14.2f}")
@@ -201,7 +207,8 @@ def main() -> int:
                               f"({req.get('GET', 0)} GET, {req.get('LIST', 0)} LIST), rclone "
                               f"{rclone_req['requests']} ({rclone_req['GET']} GET, {rclone_req['LIST']} LIST, "
                               f"{rclone_req['HEAD']} HEAD); CPU s pbsweb {cpu[0]:.2f}, rclone {rc_cpu[0]:.2f}; "
-                              f"MiB/s of the {stored / MiB:.0f} MiB stored"})
+                              f"MiB/s of the {stored / MiB:.0f} MiB stored; best of {args.rounds}; "
+                              f"load average {load:.1f} on {os.cpu_count()} CPUs"})
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(rows, indent=2) + "\n")
     print(f"rows written to {OUT.relative_to(ROOT)}")
