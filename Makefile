@@ -80,6 +80,7 @@ benchmark: $(TEST_STAMP)
 	$(BIN)/python benchmarks/sync.py
 	$(BIN)/python benchmarks/pages.py
 	$(BIN)/python benchmarks/client.py --size 512MiB
+	$(BIN)/python benchmarks/pull.py
 
 # The long crash/fault soak: 24 kill points per operation (CRASH_SEED=N repeats a run).
 soak: $(TEST_STAMP)

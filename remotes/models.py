@@ -139,10 +139,11 @@ class Remote(models.Model):
         values.update(overrides)
         return RemoteConfig(**values)
 
-    def client(self, counters=None, guard=None, log=None):
+    def client(self, counters=None, guard=None, log=None, parallelism=None):
         """A boto3 S3 client (the one factory: remotes.engine.client.make_s3_client);
-        `guard` (limits.CapGuard, see cap_guard) and `log` (what the throttle says) for runs."""
-        return make_s3_client(self.config(), counters, guard=guard, log=log)
+        `guard` (limits.CapGuard, see cap_guard) and `log` (what the throttle says) for runs,
+        `parallelism` (the run's parallel transfers) sizes its connection pool."""
+        return make_s3_client(self.config(), counters, guard=guard, log=log, parallelism=parallelism)
 
     @property
     def daily_caps(self) -> dict:

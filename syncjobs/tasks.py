@@ -31,7 +31,7 @@ from syncjobs.engine.common import fmt_bytes
 from syncjobs.engine.drill import DrillResult, drill_prefix
 from syncjobs.engine.drill_budget import drill_slice
 from syncjobs.engine.inventory import Inventory
-from syncjobs.engine.pull import PullOptions, pull_sync, restore_from_bucket
+from syncjobs.engine.pull import RESTORE_WORKERS, PullOptions, pull_sync, restore_from_bucket
 from syncjobs.engine.push import PushOptions, push_sync
 from syncjobs.engine.ratelimit import RateLimiter, TimeFrameRule, effective_rate
 from syncjobs.engine.recover import parse_as_of, recover_prefix
@@ -127,7 +127,7 @@ def run_sync_job(reporter, job_id: str, reconcile: bool = False, as_of: str | No
     cfg = remote.config()
     counters = RequestCounters()
     guard = cap_guard(remote, reporter.log, reporter.check_abort)
-    client = remote.client(counters=counters, guard=guard, log=reporter.log)
+    client = remote.client(counters=counters, guard=guard, log=reporter.log, parallelism=job.workers)
     bucket = Bucket(client, cfg.bucket, job.remote_store,
                     skip_if_none_match=cfg.skip_if_none_match,
                     delete_via_delete_object=cfg.delete_via_delete_object)
@@ -456,7 +456,7 @@ def restore_from_remote(reporter, remote: str, remote_store: str, snapshot: str,
         crypt = ds.crypt_config()
     task = reporter.task
     counters = RequestCounters()
-    bucket = make_bucket(obj, obj.client(counters=counters), remote_store)
+    bucket = make_bucket(obj, obj.client(counters=counters, parallelism=RESTORE_WORKERS), remote_store)
     if as_of:
         bucket = AsOfBucket(bucket, parse_as_of(as_of))
     reporter.log(f"restore {archive} of s3://{bucket.bucket}/{bucket.key(snapshot)}"
@@ -471,7 +471,8 @@ def restore_from_remote(reporter, remote: str, remote_store: str, snapshot: str,
             except SyncError as e:
                 raise TaskError(str(e)) from None
         os.makedirs(work_dir, exist_ok=True)
-        restore_from_bucket(bucket, snapshot, archive, target, crypt, work_dir=work_dir, reporter=reporter)
+        restore_from_bucket(bucket, snapshot, archive, target, crypt, workers=RESTORE_WORKERS, work_dir=work_dir,
+                            reporter=reporter)
     finally:
         snap = counters.snapshot()
         try:

@@ -32,7 +32,8 @@ THROTTLE_CODES = {
 def make_s3_client(cfg: RemoteConfig, counters: "RequestCounters | None" = None, *,
                    max_attempts: int | None = None, read_timeout: float | None = None,
                    connect_timeout: float | None = None, checksum_headers: bool | None = None,
-                   path_style: bool | None = None, guard: CapGuard | None = None, log=None):
+                   path_style: bool | None = None, guard: CapGuard | None = None, log=None,
+                   parallelism: int | None = None):
     """A boto3 S3 client for `cfg`.
 
     The keyword arguments override the remote's settings for one use (the
@@ -41,6 +42,9 @@ def make_s3_client(cfg: RemoteConfig, counters: "RequestCounters | None" = None,
     Every attempt goes through the remote's request limits (limits.py): the
     rate shared by every client of the remote, the client's own throttle
     (lowered on SlowDown; `log` says so) and the run's caps (`guard`).
+    `parallelism`: how many threads of a run send requests at once (a sync
+    job's workers); the connection pool holds at least that many plus the
+    run's own thread, so no request waits for or discards a connection.
     """
     if path_style is None:
         path_style = not cfg.uses_virtual_host()
@@ -54,7 +58,7 @@ def make_s3_client(cfg: RemoteConfig, counters: "RequestCounters | None" = None,
         # throttling codes, plus client-side rate limiting once throttled.
         retries={"mode": "adaptive",
                  "total_max_attempts": max_attempts if max_attempts is not None else cfg.max_attempts},
-        max_pool_connections=cfg.max_pool_connections,
+        max_pool_connections=max(cfg.max_pool_connections, (parallelism or 0) + 2),
         s3={"addressing_style": "path" if path_style else "virtual"},
     )
     if no_checksums:

@@ -8,6 +8,8 @@ anyone uses it.
 """
 from __future__ import annotations
 
+import threading
+from collections import Counter, OrderedDict
 from dataclasses import dataclass, field
 
 from datastores.engine.datastore import parse_time
@@ -31,9 +33,46 @@ class BucketSource:
     object. A missing object raises MissingObjectError naming its key; any
     other S3 failure raises SyncError (the job cannot go on)."""
 
+    REPEAT_BUDGET = 64 * 1024 * 1024  # stored bytes kept for chunks an archive names again
+
     def __init__(self, bucket: Bucket, limiter=None):
         self.bucket = bucket
         self.limiter = limiter
+        self._lock = threading.Lock()
+        self._uses: Counter | None = None        # digest -> reads still expected (expect())
+        self._kept: OrderedDict[str, bytes] = OrderedDict()
+        self._kept_bytes = 0
+
+    def expect(self, digests, budget: int | None = None) -> None:
+        """Say which chunks will be read, in order, repeats included (an
+        archive's index). A chunk named again later is kept after its GET
+        (its stored bytes, oldest dropped first beyond `budget`) and handed
+        out again instead of a second GET: a restore reads each chunk once
+        although the reader keeps only the last few it decoded."""
+        with self._lock:
+            self._uses = Counter(digests)
+            self._kept.clear()
+            self._kept_bytes = 0
+            self._budget = self.REPEAT_BUDGET if budget is None else budget
+
+    def _kept_chunk(self, digest_hex: str) -> bytes | None:
+        with self._lock:
+            self._uses[digest_hex] -= 1
+            blob = self._kept.get(digest_hex)
+            if blob is not None and self._uses[digest_hex] <= 0:
+                del self._kept[digest_hex]
+                self._kept_bytes -= len(blob)
+            return blob
+
+    def _keep(self, digest_hex: str, blob: bytes) -> None:
+        with self._lock:
+            if self._uses[digest_hex] <= 0 or digest_hex in self._kept or len(blob) > self._budget:
+                return
+            self._kept[digest_hex] = blob
+            self._kept_bytes += len(blob)
+            while self._kept_bytes > self._budget:
+                _, old = self._kept.popitem(last=False)
+                self._kept_bytes -= len(old)
 
     def _get(self, rel: str) -> bytes:
         try:
@@ -47,7 +86,13 @@ class BucketSource:
         return data
 
     def read_chunk(self, digest_hex: str) -> bytes:
-        return self._get(chunk_rel(digest_hex))
+        if self._uses is None:
+            return self._get(chunk_rel(digest_hex))
+        blob = self._kept_chunk(digest_hex)
+        if blob is None:
+            blob = self._get(chunk_rel(digest_hex))
+            self._keep(digest_hex, blob)
+        return blob
 
     def read_file(self, rel_path: str) -> bytes:
         return self._get(rel_path)
@@ -96,11 +141,30 @@ def read_files(snapshot: SnapshotReader, names, problems: list | None = None,
     return files, unique_digests(indexes)
 
 
-def read_chunks(pool, source: BucketSource, digests, workers: int, crypt=None):
-    """Fetch and check chunks on the pool, at most 2*workers in flight; yield
-    (digest, Future of the stored blob) as they complete (result() raises
-    CorruptionError naming the key, or SyncError)."""
-    return map_bounded(pool, lambda d: source.read_checked_chunk(d, crypt), digests, max(1, workers) * 2)
+def read_chunks(pool, source: BucketSource, digests, workers: int, crypt=None, sink=None):
+    """Fetch and check chunks on the pool (`workers` threads, the client's
+    connection pool sized to match); yield (digest, Future) as they complete.
+
+    Everything per chunk happens on the worker thread: the GET, check_chunk
+    (CRC, decompression, digest: these release the GIL) and, with `sink`,
+    sink(digest, blob) (pull writes the chunk into the datastore there).
+    The Future's result is the stored blob, or with `sink` its size.
+    Memory: without a sink at most 2 * workers blobs are submitted or
+    waiting for the caller; with one the caller never holds the bytes, only
+    the `workers` running chunks do, and 3 * workers more digests are queued
+    (they hold nothing) so that a worker finds its next chunk without
+    waiting for the caller's thread. result() raises CorruptionError naming
+    the key, or SyncError; the remote's request limits apply to every GET
+    (remotes/engine/limits.py, in the client)."""
+    workers = max(1, workers)
+    if sink is None:
+        return map_bounded(pool, lambda d: source.read_checked_chunk(d, crypt), digests, workers * 2)
+
+    def fetch_check_store(d):
+        blob = source.read_checked_chunk(d, crypt)
+        sink(d, blob)
+        return len(blob)
+    return map_bounded(pool, fetch_check_store, digests, workers * 4)
 
 
 def problem_text(e: Exception, key: str) -> str:

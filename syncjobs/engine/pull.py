@@ -15,6 +15,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from datastores.engine._fsutil import tune_malloc
 from datastores.engine.datastore import Datastore, parse_time
 from datastores.engine.errors import CorruptionError
 from datastores.engine.report import Reporter
@@ -28,7 +29,10 @@ from .inventory import etag_md5
 from .scope import (LOCAL_ONLY_FILES, MANIFEST_NAME, Scope, normalize_ns, parse_snapshot_dir,
                     parse_snapshot_file)
 
-__all__ = ["PullOptions", "RemoteSnapshot", "list_remote_snapshots", "pull_sync", "restore_from_bucket"]
+__all__ = ["RESTORE_WORKERS", "PullOptions", "RemoteSnapshot", "list_remote_snapshots", "pull_sync",
+           "restore_from_bucket"]
+
+RESTORE_WORKERS = 8  # parallel GETs of a restore straight from a bucket (the client's pool is sized to it)
 
 
 @dataclass
@@ -66,6 +70,7 @@ def pull_sync(bucket: Bucket, store: Datastore, inventory=None, options: PullOpt
     """
     opt = options or PullOptions()
     rep = reporter or Reporter()
+    tune_malloc()  # chunk-sized buffers from the heap, not fresh mmaps (see _fsutil)
     r = SyncResult("pull")
     scope = Scope(normalize_ns(opt.ns), opt.max_depth, tuple(opt.group_filter))
     t0 = time.monotonic()
@@ -189,12 +194,12 @@ def _pull_snapshot(source: BucketSource, store, rd, objs, opt, rep, r: SyncResul
         missing = [d for d in digests if not store.chunks.exists(d)]
         r.chunks_skipped += len(digests) - len(missing)
         nbytes = done = 0
-        gen = read_chunks(pool, source, missing, opt.workers)
+        # each chunk is fetched, checked and written on a worker thread (one sync at the end)
+        gen = read_chunks(pool, source, missing, opt.workers,
+                          sink=lambda d, blob: store.insert_chunk(d, blob, verify=False, fsync=False))
         try:
             for digest, fut in gen:
-                blob = fut.result()
-                store.insert_chunk(digest, blob, verify=False, fsync=False)  # checked by read_chunks
-                size = len(blob)
+                size = fut.result()
                 nbytes += size
                 done += 1
                 r.chunks_transferred += 1
@@ -225,7 +230,7 @@ def _pull_snapshot(source: BucketSource, store, rd, objs, opt, rep, r: SyncResul
 # -- restore straight from a bucket ---------------------------------------------------------
 
 def restore_from_bucket(bucket: Bucket, snapshot_rel_dir: str, archive_name: str, target, crypt=None,
-                        *, workers: int = 8, work_dir=None, reporter: Reporter | None = None,
+                        *, workers: int = RESTORE_WORKERS, work_dir=None, reporter: Reporter | None = None,
                         limiter=None):
     """Restore one archive of a bucket snapshot without pulling the snapshot.
 
@@ -239,9 +244,11 @@ def restore_from_bucket(bucket: Bucket, snapshot_rel_dir: str, archive_name: str
     rd = snapshot_rel_dir.strip("/")
     if parse_snapshot_dir(rd) is None:
         raise SyncError(f"{snapshot_rel_dir!r} is not a snapshot path ([ns/…/]<type>/<id>/<time>)")
-    snapshot = BucketSource(bucket, limiter).snapshot(rd)
+    source = BucketSource(bucket, limiter)
+    snapshot = source.snapshot(rd)
     filename, _ = snapshot.archive_entry(archive_name)
     idx = snapshot.index(filename)
+    source.expect(d.hex() for d in idx.digests)  # a chunk named again is fetched once
     rep.log(f"fetching {len(set(idx.digests))} chunks of {rd}/{filename} from s3://{bucket.bucket}/{bucket.prefix}")
     return restore_snapshot_archive(snapshot, archive_name, target, crypt, rep,
                                     readahead=max(4, 2 * workers), workers=max(1, workers))
