@@ -8,13 +8,17 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import threading
 import time
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Iterable, Iterator
+from urllib.parse import unquote
 
 from botocore.exceptions import (BotoCoreError, ClientError, ConnectionClosedError, IncompleteReadError,
                                  ReadTimeoutError, ResponseStreamingError)
+from botocore.utils import parse_timestamp
 
 PAGE = 1000  # keys per ListObjectsV2 page and per DeleteObjects batch
 # botocore retries a request until its headers arrive; a body cut short after
@@ -40,6 +44,85 @@ class ObjectInfo:
     etag: str = ""
 
 
+# -- fast LIST pages ---------------------------------------------------------------
+# botocore turns every object of a ListObjectsV2 page into a dict and parses its
+# LastModified with dateutil: ~300 µs per object, 12 minutes for the 2.5 million
+# objects of a 10 TB datastore. Bucket._list reads the page's XML itself instead
+# (ElementTree, one pass, ~5 µs per object): a before-parse handler, active only
+# while Bucket._list calls the client in this thread, parses the 200 answer into
+# PAGE_KEY and hands botocore an empty document. It runs after botocore's check
+# for an error inside a 200 answer (which turns an <Error> document or one cut
+# short into a 500 to retry), and leaves anything but a 200 ListBucketResult
+# to botocore as before.
+PAGE_KEY = "PbswebListPage"
+_EMPTY_LIST = b'<?xml version="1.0" encoding="UTF-8"?><ListBucketResult></ListBucketResult>'
+_fast_list = threading.local()
+
+
+@dataclass
+class ListPage:
+    objects: list[tuple[str, int, datetime, str]]  # (full key, size, last modified, etag)
+    prefixes: list[str]       # CommonPrefixes, full keys
+    truncated: bool
+    token: str | None         # NextContinuationToken
+
+
+def _timestamp(text: str) -> datetime:
+    try:
+        return datetime.fromisoformat(text)  # S3's 2026-12-01T21:00:00.000Z
+    except ValueError:
+        return parse_timestamp(text)
+
+
+def parse_list_page(body: bytes) -> ListPage | None:
+    """A ListObjectsV2 answer's objects (keys in full, URL-decoded when encoded) and prefixes;
+    None when it is not a ListBucketResult (an <Error> inside a 200 answer)."""
+    root = ET.fromstring(body)
+    ns = root.tag[:root.tag.index("}") + 1] if root.tag.startswith("{") else ""
+    if root.tag[len(ns):] != "ListBucketResult":
+        return None
+    n = len(ns)
+    url = root.findtext(ns + "EncodingType") == "url"
+    objects, prefixes = [], []
+    truncated, token = False, None
+    for el in root:
+        tag = el.tag[n:]
+        if tag == "Contents":
+            key, size, modified, etag = "", 0, "", ""
+            for f in el:
+                t = f.tag[n:]
+                if t == "Key":
+                    key = f.text or ""
+                elif t == "Size":
+                    size = int(f.text)
+                elif t == "LastModified":
+                    modified = f.text
+                elif t == "ETag":
+                    etag = (f.text or "").strip('"')
+            objects.append((unquote(key) if url else key, size, _timestamp(modified), etag))
+        elif tag == "CommonPrefixes":
+            p = el.findtext(ns + "Prefix") or ""
+            prefixes.append(unquote(p) if url else p)
+        elif tag == "IsTruncated":
+            truncated = (el.text or "").strip().lower() == "true"
+        elif tag == "NextContinuationToken":
+            token = el.text
+    return ListPage(objects, prefixes, truncated, token)
+
+
+def _before_parse_list(response_dict, customized_response_dict, **kwargs):
+    if not getattr(_fast_list, "on", False) or response_dict.get("status_code") != 200:
+        return
+    try:
+        page = parse_list_page(response_dict["body"])
+    except (ET.ParseError, ValueError, TypeError):
+        return  # botocore parses it (and says what is wrong)
+    if page is None:
+        return
+    customized_response_dict[PAGE_KEY] = page
+    response_dict["body"] = _EMPTY_LIST
+
+
 def _error_code(exc: Exception) -> tuple[str, str]:
     if isinstance(exc, ClientError):
         err = exc.response.get("Error", {})
@@ -58,6 +141,8 @@ class Bucket:
         self.prefix = prefix.strip("/")
         self.skip_if_none_match = skip_if_none_match
         self.delete_via_delete_object = delete_via_delete_object
+        client.meta.events.register("before-parse.s3.ListObjectsV2", _before_parse_list,
+                                    unique_id="pbsweb-fast-list")
 
     def __repr__(self):
         return f"Bucket({self.bucket}/{self.prefix})"
@@ -195,19 +280,27 @@ class Bucket:
         if delimiter:
             args["Delimiter"] = delimiter
         while True:
+            _fast_list.on = True
             try:
                 resp = self.client.list_objects_v2(**args)
             except (ClientError, BotoCoreError) as exc:
                 raise self._error("LIST", rel_prefix, exc) from exc
-            for cp in resp.get("CommonPrefixes", []):
-                yield self.rel(cp["Prefix"])
-            for obj in resp.get("Contents", []):
-                yield ObjectInfo(self.rel(obj["Key"]), obj["Size"], obj["LastModified"],
-                                 obj.get("ETag", "").strip('"'))
-            token = resp.get("NextContinuationToken")
-            if not resp.get("IsTruncated") or not token:
+            finally:
+                _fast_list.on = False
+            page = resp.get(PAGE_KEY)
+            if page is None:  # botocore parsed it (a page our parser could not read)
+                page = ListPage([(o["Key"], o["Size"], o["LastModified"], o.get("ETag", "").strip('"'))
+                                 for o in resp.get("Contents", [])],
+                                [cp["Prefix"] for cp in resp.get("CommonPrefixes", [])],
+                                bool(resp.get("IsTruncated")), resp.get("NextContinuationToken"))
+            for cp in page.prefixes:
+                yield self.rel(cp)
+            cut = len(self.prefix) + 1 if self.prefix else 0
+            for key, size, modified, etag in page.objects:
+                yield ObjectInfo(key[cut:], size, modified, etag)
+            if not page.truncated or not page.token:
                 return
-            args["ContinuationToken"] = token
+            args["ContinuationToken"] = page.token
 
     def delete_many(self, rels: Iterable[str], versions: dict[str, str] | None = None) -> list[tuple[str, str, str]]:
         """Delete objects; returns the failures as (rel, code, message).
