@@ -19,7 +19,10 @@ the bytes from the datastore's file).
 
     python benchmarks/s3lite.py --port P --bucket B [--prefix store --root DIR --seed FILE]
 
-prints "ready" on stdout once it listens.
+prints "ready" on stdout once it listens. It counts the requests it answers by
+kind (GET, PUT, HEAD, LIST, DELETE; DeleteObjects is one DELETE): GET /_counts
+returns them as JSON, POST /_counts also sets them to zero (`_counts` is no
+valid bucket name), so no counting proxy has to sit in front of it.
 """
 from __future__ import annotations
 
@@ -28,6 +31,7 @@ import base64
 import bisect
 import hashlib
 import html
+import json
 import re
 import struct
 import sys
@@ -54,6 +58,11 @@ class Store:
         self.started = time.time()
         self.iso = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(self.started))
         self.http_date = formatdate(self.started, usegmt=True)
+        self.counts = dict.fromkeys(("GET", "PUT", "HEAD", "LIST", "DELETE"), 0)
+
+    def count(self, kind: str) -> None:
+        with self.lock:
+            self.counts[kind] += 1
 
     def seed(self, path: Path) -> int:
         pairs = []
@@ -134,6 +143,9 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self, head: bool = False):
         bucket, key, qs = self._split()
         st = self.store
+        if bucket == "_counts":
+            return self._counts(reset=False)
+        st.count("HEAD" if head else "LIST" if not key else "GET")
         if bucket != st.bucket:
             return self._error(404, "NoSuchBucket", bucket, head)
         if not key:
@@ -155,8 +167,16 @@ class Handler(BaseHTTPRequestHandler):
     def do_HEAD(self):
         self.do_GET(head=True)
 
+    def _counts(self, reset: bool):
+        with self.store.lock:
+            body = json.dumps(self.store.counts).encode()
+            if reset:
+                self.store.counts = dict.fromkeys(self.store.counts, 0)
+        self._send(200, body, {"Content-Type": "application/json"})
+
     def do_PUT(self):
         bucket, key, _ = self._split()
+        self.store.count("PUT")
         data = self._body()
         if not key:
             return self._send(200)  # CreateBucket: the one bucket exists
@@ -167,12 +187,16 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_DELETE(self):
         _, key, _ = self._split()
+        self.store.count("DELETE")
         self.store.delete(key)
         self._send(204)
 
     def do_POST(self):
-        _, _, qs = self._split()
+        bucket, _, qs = self._split()
         body = self._body().decode()
+        if bucket == "_counts":
+            return self._counts(reset=True)
+        self.store.count("DELETE")
         if "delete" not in qs:
             return self._error(400, "InvalidRequest", "only DeleteObjects is supported")
         for k in re.findall(r"<Key>(.*?)</Key>", body):

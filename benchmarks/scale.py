@@ -27,7 +27,8 @@ The server (`--server auto` picks moto up to 50,000 chunks, else lite):
   the inventory knows every object.
 
 Phases, each in its own child process (so its peak RSS is its own), requests
-counted on the server side by a proxy (tests/s3proxy.py):
+counted on the server side: by s3lite itself, in front of moto by a counting
+proxy (tests/s3proxy.py, as benchmarks/sync.py):
   first push    the initial push (moto) or reconcile into the empty inventory (lite)
   zero-change   a push with nothing new: goal 1 request (the marker GET), < 10 s
   reconcile     a push forced to relist the prefix: goal 1 LIST per 1,000
@@ -51,6 +52,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -179,6 +181,24 @@ def child(phase: str, work: Path, endpoint: str) -> dict:
     return out
 
 
+class LiteCounts:
+    """The request counts s3lite keeps (the same interface as the proxy's)."""
+
+    def __init__(self, url: str):
+        self.url = url
+        self.counts: dict = {}
+
+    def reset_counts(self) -> None:
+        urllib.request.urlopen(urllib.request.Request(f"{self.url}/_counts", data=b"", method="POST"), timeout=30)
+
+    def read(self) -> None:
+        with urllib.request.urlopen(f"{self.url}/_counts", timeout=30) as r:
+            self.counts = json.loads(r.read())
+
+    def stop(self) -> None:
+        pass
+
+
 def run_phase(phase: str, work: Path, proxy) -> dict:
     if proxy is not None:
         proxy.reset_counts()
@@ -191,6 +211,8 @@ def run_phase(phase: str, work: Path, proxy) -> dict:
     m = json.loads(proc.stdout.strip().splitlines()[-1])
     m["phase"] = phase
     if proxy is not None:
+        if isinstance(proxy, LiteCounts):
+            proxy.read()
         m.update({k: proxy.counts.get(k, 0) for k in KINDS})
         m["requests"] = sum(m[k] for k in KINDS)
     print(f"   {json.dumps(m)}", flush=True)
@@ -242,10 +264,10 @@ def main() -> int:
             from tests.conftest import S3Server, make_test_client
             srv = S3Server(work)
             make_test_client(srv.url).create_bucket(Bucket=BUCKET)
-            url = srv.url
+            proxy = S3Proxy(srv.url)
         else:
             proc, url = start_lite(work, seed)
-        proxy = S3Proxy(url)
+            proxy = LiteCounts(url)
         for phase in ("first push", "zero-change", "reconcile", "rclone lsf"):
             results.append(run_phase(phase, work, proxy))
         proxy.stop()

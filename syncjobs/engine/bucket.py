@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import queue
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -50,10 +51,12 @@ class ObjectInfo:
 # objects of a 10 TB datastore. Bucket._list reads the page's XML itself instead
 # (ElementTree, one pass, ~5 µs per object): a before-parse handler, active only
 # while Bucket._list calls the client in this thread, parses the 200 answer into
-# PAGE_KEY and hands botocore an empty document. It runs after botocore's check
-# for an error inside a 200 answer (which turns an <Error> document or one cut
-# short into a 500 to retry), and leaves anything but a 200 ListBucketResult
-# to botocore as before.
+# PAGE_KEY and hands botocore an empty document. Registered under the wildcard
+# "before-parse.*.ListObjectsV2", it runs before botocore's check for an error
+# inside a 200 answer ("before-parse.s3.*"), which then parses the empty document
+# instead of the whole page a second time. A page that is not a ListBucketResult
+# (an <Error>) or does not parse (cut short) is left as it is, so that check
+# still turns it into a 500 to retry; any other answer is botocore's as before.
 PAGE_KEY = "PbswebListPage"
 _EMPTY_LIST = b'<?xml version="1.0" encoding="UTF-8"?><ListBucketResult></ListBucketResult>'
 _fast_list = threading.local()
@@ -141,7 +144,7 @@ class Bucket:
         self.prefix = prefix.strip("/")
         self.skip_if_none_match = skip_if_none_match
         self.delete_via_delete_object = delete_via_delete_object
-        client.meta.events.register("before-parse.s3.ListObjectsV2", _before_parse_list,
+        client.meta.events.register("before-parse.*.ListObjectsV2", _before_parse_list,
                                     unique_id="pbsweb-fast-list")
 
     def __repr__(self):
@@ -274,7 +277,58 @@ class Bucket:
             raise self._error("LIST", rel_prefix, exc) from exc
         return int(resp.get("KeyCount", len(resp.get("Contents", [])))), bool(resp.get("IsTruncated"))
 
+    def list_pages(self, rel_prefix: str = "") -> Iterator[list[tuple[str, int, datetime, str]]]:
+        """Every object under rel_prefix, one LIST page at a time, as (rel, size, last_modified,
+        etag) tuples: a full listing of millions of objects without an object per entry.
+
+        The next page is requested by a thread while the caller works on this one, so
+        the server's time and ours overlap (pages follow each other: each names the next)."""
+        cut = len(self.prefix) + 1 if self.prefix else 0
+        pages: queue.Queue = queue.Queue(maxsize=2)
+        stop = threading.Event()
+
+        def put(item) -> bool:
+            while not stop.is_set():
+                try:
+                    pages.put(item, timeout=0.2)
+                    return True
+                except queue.Full:
+                    pass
+            return False
+
+        def fetch():
+            try:
+                for page in self._pages(rel_prefix, None):
+                    if not put(("page", [(key[cut:], size, modified, etag)
+                                         for key, size, modified, etag in page.objects])):
+                        return
+                put(("end", None))
+            except BaseException as exc:  # handed to the caller's thread
+                put(("error", exc))
+
+        fetcher = threading.Thread(target=fetch, name="list-pages", daemon=True)
+        fetcher.start()
+        try:
+            while True:
+                kind, value = pages.get()
+                if kind == "end":
+                    return
+                if kind == "error":
+                    raise value
+                yield value
+        finally:
+            stop.set()
+            fetcher.join()
+
     def _list(self, rel_prefix: str, delimiter: str | None):
+        cut = len(self.prefix) + 1 if self.prefix else 0
+        for page in self._pages(rel_prefix, delimiter):
+            for cp in page.prefixes:
+                yield self.rel(cp)
+            for key, size, modified, etag in page.objects:
+                yield ObjectInfo(key[cut:], size, modified, etag)
+
+    def _pages(self, rel_prefix: str, delimiter: str | None) -> Iterator[ListPage]:
         prefix = self.key(rel_prefix) if rel_prefix else (self.prefix + "/" if self.prefix else "")
         args = dict(Bucket=self.bucket, Prefix=prefix, MaxKeys=self.page_size)
         if delimiter:
@@ -293,11 +347,7 @@ class Bucket:
                                  for o in resp.get("Contents", [])],
                                 [cp["Prefix"] for cp in resp.get("CommonPrefixes", [])],
                                 bool(resp.get("IsTruncated")), resp.get("NextContinuationToken"))
-            for cp in page.prefixes:
-                yield self.rel(cp)
-            cut = len(self.prefix) + 1 if self.prefix else 0
-            for key, size, modified, etag in page.objects:
-                yield ObjectInfo(key[cut:], size, modified, etag)
+            yield page
             if not page.truncated or not page.token:
                 return
             args["ContinuationToken"] = page.token

@@ -279,21 +279,20 @@ class Inventory:
                 db.execute("CREATE TEMP TABLE old_file_locks AS SELECT rel, lock_until, version FROM files "
                            "WHERE lock_until IS NOT NULL OR version IS NOT NULL")
                 db.execute("DELETE FROM files")
-                batch = []
-                for info in bucket.list_info(""):
-                    digest = parse_chunk_rel(info.rel)
-                    ts = info.last_modified.timestamp()
-                    if digest:
-                        batch.append((bytes.fromhex(digest), ts, info.size))
-                        nchunks += 1
-                    elif not info.rel.startswith(CHUNKS_DIR):
-                        db.execute("INSERT OR REPLACE INTO files (rel, size, md5, uploaded) VALUES (?,?,?,?)",
-                                   (info.rel, info.size, etag_md5(info.etag), ts))
-                        nfiles += 1
-                    if len(batch) >= 10000:
-                        db.executemany("INSERT OR REPLACE INTO new_chunks VALUES (?,?,?)", batch)
-                        batch.clear()
-                db.executemany("INSERT OR REPLACE INTO new_chunks VALUES (?,?,?)", batch)
+                for page in bucket.list_pages(""):
+                    batch = []
+                    for rel, size, modified, etag in page:
+                        ts = modified.timestamp()
+                        if rel.startswith(CHUNKS_DIR):
+                            digest = parse_chunk_rel(rel)
+                            if digest:
+                                batch.append((bytes.fromhex(digest), ts, size))
+                        else:
+                            db.execute("INSERT OR REPLACE INTO files (rel, size, md5, uploaded) VALUES (?,?,?,?)",
+                                       (rel, size, etag_md5(etag), ts))
+                            nfiles += 1
+                    nchunks += len(batch)
+                    db.executemany("INSERT OR REPLACE INTO new_chunks VALUES (?,?,?)", batch)
                 # Merged in place, not rewritten: after a reconcile that finds what the
                 # inventory knew (the usual case), 2.5 million rows cost lookups, not
                 # writes; the locks of the objects still there stay as they are.
