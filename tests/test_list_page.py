@@ -32,3 +32,20 @@ def test_error_document_and_plain_keys():
                            b"<LastModified>2026-12-01T21:00:00Z</LastModified></Contents></ListBucketResult>")
     assert not page.truncated and page.token is None
     assert [o[0] for o in page.objects] == ["a&b%20"]  # not URL-encoded: kept as it is
+
+
+def test_fast_path_reads_what_the_tree_reads():
+    from syncjobs.engine.bucket import _parse_page_fast, _parse_page_tree
+    contents = "".join(
+        f"<Contents><Key>store/.chunks/{i:04x}/k%20{i}&amp;x</Key><LastModified>2026-12-01T21:00:0{i % 3}.000Z"
+        f"</LastModified><ETag>&quot;{i:032x}&quot;</ETag><Size>{i}</Size><StorageClass>STANDARD</StorageClass>"
+        "</Contents>" for i in range(5))
+    body = (f'<?xml version="1.0" encoding="UTF-8"?>\n<ListBucketResult xmlns="{NS}"><Name>b</Name>'
+            "<IsTruncated>true</IsTruncated><EncodingType>url</EncodingType>"
+            f"<NextContinuationToken>a&amp;b</NextContinuationToken>{contents}</ListBucketResult>\n").encode()
+    fast = _parse_page_fast(body)
+    assert fast is not None and fast == _parse_page_tree(body)
+    assert fast.objects[1][0] == "store/.chunks/0001/k 1&x" and fast.token == "a&b" and fast.truncated
+    # anything unusual goes through the tree: a page cut short, a Contents without an ETag
+    assert _parse_page_fast(body[:-40]) is None
+    assert _parse_page_fast(body.replace(b"<ETag>&quot;00000000000000000000000000000002&quot;</ETag>", b"")) is None

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import html
 import queue
+import re
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -77,9 +79,62 @@ def _timestamp(text: str) -> datetime:
         return parse_timestamp(text)
 
 
+_RE_KEY = re.compile(rb"<Key>([^<]*)</Key>")
+_RE_SIZE = re.compile(rb"<Size>([^<]*)</Size>")
+_RE_MODIFIED = re.compile(rb"<LastModified>([^<]*)</LastModified>")
+_RE_ETAG = re.compile(rb"<ETag>([^<]*)</ETag>")
+_RE_TRUNCATED = re.compile(rb"<IsTruncated>\s*(true|false)\s*</IsTruncated>")
+_RE_TOKEN = re.compile(rb"<NextContinuationToken>([^<]*)</NextContinuationToken>")
+
+
+def _texts(values: list[bytes]) -> list[str]:
+    """XML text contents, decoded and unescaped in one go (XML text cannot hold NUL)."""
+    text = b"\0".join(values).decode()
+    if "&" in text:
+        text = html.unescape(text)
+    return text.split("\0") if values else []
+
+
+def _parse_page_fast(body: bytes) -> ListPage | None:
+    """The usual page (objects, no CommonPrefixes, plain tags) with four regular expressions:
+    about twice as fast as building the tree. None when the page is anything else: a
+    Contents without exactly one Key, Size, LastModified and ETag, CDATA, prefixed tags,
+    common prefixes, or a document that does not end (cut short)."""
+    head = body[:512]
+    if b"<ListBucketResult" not in head or not body.rstrip().endswith(b"</ListBucketResult>") \
+            or b"<CommonPrefixes" in body or b"CDATA" in body:
+        return None
+    keys, sizes = _RE_KEY.findall(body), _RE_SIZE.findall(body)
+    modified, etags = _RE_MODIFIED.findall(body), _RE_ETAG.findall(body)
+    n = len(keys)
+    if not len(sizes) == len(modified) == len(etags) == n or body.count(b"Contents>") != 2 * n:
+        return None
+    truncated = _RE_TRUNCATED.search(body)
+    if truncated is None:
+        return None
+    token = _RE_TOKEN.search(body)
+    names = _texts(keys)
+    if b"<EncodingType>url</EncodingType>" in body:
+        names = [unquote(k) if "%" in k else k for k in names]
+    times: dict[bytes, datetime] = {}
+    for m in modified:
+        if m not in times:
+            times[m] = _timestamp(m.decode())
+    tags = [e.replace('"', "") for e in _texts(etags)]
+    return ListPage(list(zip(names, map(int, sizes), (times[m] for m in modified), tags)), [],
+                    truncated.group(1) == b"true", _texts([token.group(1)])[0] if token else None)
+
+
 def parse_list_page(body: bytes) -> ListPage | None:
     """A ListObjectsV2 answer's objects (keys in full, URL-decoded when encoded) and prefixes;
-    None when it is not a ListBucketResult (an <Error> inside a 200 answer)."""
+    None when it is not a ListBucketResult (an <Error> inside a 200 answer).
+    Raises ET.ParseError when the document does not parse (cut short)."""
+    page = _parse_page_fast(body)
+    return page if page is not None else _parse_page_tree(body)
+
+
+def _parse_page_tree(body: bytes) -> ListPage | None:
+    """parse_list_page for any page, through ElementTree."""
     root = ET.fromstring(body)
     ns = root.tag[:root.tag.index("}") + 1] if root.tag.startswith("{") else ""
     if root.tag[len(ns):] != "ListBucketResult":

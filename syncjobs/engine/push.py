@@ -616,7 +616,7 @@ class _Pusher:
         where the local manifest equals the remote one; others are read from the bucket.
         A DigestSet: 2.5 million digests in ~130 MB, not ~430 MB of hex strings."""
         local = {ref.rel_dir: ref for ref in self.store.list_snapshots("", recursive=True) if ref.finished}
-        refs = DigestSet()
+        refs = DigestSet(expected=self.inv.chunk_count())  # sized once: no rehashing as it fills
         for rel in self.inv.manifests():
             rd = rel.rsplit("/", 1)[0]
             if rd in exclude:
