@@ -124,7 +124,7 @@ def verify_snapshot(store: Datastore, ref: SnapshotRef, reporter: Reporter | Non
                 res.fail(f"{ref}/{name}: index size/checksum does not match the manifest")
                 continue
             def todo(idx=idx, name=name):
-                queued = DigestSet()  # this index's chunks already queued
+                queued = DigestSet(expected=len(idx.digests))  # this index's chunks already queued
                 for i, d in enumerate(idx.digests):
                     if d in verified or d in queued:
                         continue
