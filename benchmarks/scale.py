@@ -266,20 +266,23 @@ def main() -> int:
     from tests.s3proxy import S3Proxy
     results = []
     srv = proc = None
+    wanted = [p.strip() for p in args.phases.split(",")]
+    sync_phases = [p for p in ("first push", "zero-change", "reconcile", "rclone lsf") if p in wanted]
+    if sync_phases and "first push" not in sync_phases:
+        sync_phases.insert(0, "first push")  # it builds the inventory the others start from
     try:
-        if server == "moto":
-            from tests.conftest import S3Server, make_test_client
-            srv = S3Server(work)
-            make_test_client(srv.url).create_bucket(Bucket=BUCKET)
-            proxy = S3Proxy(srv.url)
-        else:
-            proc, url = start_lite(work, seed)
-            proxy = LiteCounts(url)
-        wanted = [p.strip() for p in args.phases.split(",")]
-        for phase in ("first push", "zero-change", "reconcile", "rclone lsf"):
-            if phase in wanted or phase == "first push":  # the first push builds the inventory
+        if sync_phases:
+            if server == "moto":
+                from tests.conftest import S3Server, make_test_client
+                srv = S3Server(work)
+                make_test_client(srv.url).create_bucket(Bucket=BUCKET)
+                proxy = S3Proxy(srv.url)
+            else:
+                proc, url = start_lite(work, seed)
+                proxy = LiteCounts(url)
+            for phase in sync_phases:
                 results.append(run_phase(phase, work, proxy))
-        proxy.stop()
+            proxy.stop()
         for phase in ("gc", "verify"):
             if phase in wanted:
                 results.append(run_phase(phase, work, None))
