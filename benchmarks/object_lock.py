@@ -75,7 +75,13 @@ def main():
         inv.add_chunks((d, now, 1) for d in extra)
         inv.set_locks("chunks", [(d, until.timestamp(), v) for d, v in zip(extra, versions)])
         original = push_module._Pusher._referenced_chunks
-        push_module._Pusher._referenced_chunks = lambda self, exclude=frozenset(): original(self, exclude) | set(extra)
+
+        def with_extra(self, exclude=frozenset()):
+            refs = original(self, exclude)  # a DigestSet of binary digests
+            for d in extra:
+                refs.add(bytes.fromhex(d))
+            return refs
+        push_module._Pusher._referenced_chunks = with_extra
         for day in (5, 25, 26):
             res, secs, counts = push(day)
             print(f"day {day}: {res.locks_extended} locks extended, requests "

@@ -8,6 +8,7 @@ recorded in the manifest's unprotected `verify_state`.
 """
 from __future__ import annotations
 
+import itertools
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -16,12 +17,14 @@ import blake3
 
 from .blob import blob_is_encrypted, check_blob_crc
 from .datastore import Datastore, SnapshotRef, validate_ns
+from .digestset import DigestSet
 from .errors import CorruptionError, DatastoreError, MissingObjectError
 from .index import read_index
 from .report import Reporter
 from .source import check_chunk
 
 MiB = 1024 * 1024
+WINDOW = 512  # chunk checks queued at a time: memory stays flat whatever the index's size
 
 
 @dataclass
@@ -60,16 +63,16 @@ def _check_chunk(store: Datastore, hx: str, expected_len: int, want_encrypted: b
 
 
 def verify_snapshot(store: Datastore, ref: SnapshotRef, reporter: Reporter | None = None, crypt=None,
-                    verified_chunks: set | None = None, corrupt_chunks: set | None = None,
+                    verified_chunks: DigestSet | None = None, corrupt_chunks: set | None = None,
                     upid: str | None = None, now: float | None = None, record: bool = True,
                     workers: int = 2) -> VerifyResult:
     """Verify one snapshot and record the result in its manifest (unless record=False).
 
-    verified_chunks / corrupt_chunks (sets of hex digests) are shared across
-    snapshots of one job so every chunk is read once.
+    verified_chunks (a DigestSet of binary digests) / corrupt_chunks (a set of hex
+    digests) are shared across snapshots of one job so every chunk is read once.
     """
     reporter = reporter or Reporter()
-    verified = verified_chunks if verified_chunks is not None else set()
+    verified = verified_chunks if verified_chunks is not None else DigestSet()
     corrupt = corrupt_chunks if corrupt_chunks is not None else set()
     res = VerifyResult(ref)
     t0 = time.monotonic()
@@ -120,42 +123,48 @@ def verify_snapshot(store: Datastore, ref: SnapshotRef, reporter: Reporter | Non
             if idx.size != entry["size"] or idx.csum != entry["csum"]:
                 res.fail(f"{ref}/{name}: index size/checksum does not match the manifest")
                 continue
-            todo = {}
-            for i, d in enumerate(idx.digests):
-                hx = d.hex()
-                if hx in corrupt:
-                    res.fail(f"chunk {hx} (in {name}) is corrupt or missing (found earlier in this job)")
-                    continue
-                if hx in verified or hx in todo:
-                    continue
-                s, e = idx.chunk_range(i)
-                todo[hx] = e - s
-            items = list(todo.items())
+            def todo(idx=idx, name=name):
+                queued = DigestSet(expected=len(idx.digests))  # this index's chunks already queued
+                for i, d in enumerate(idx.digests):
+                    if d in verified or d in queued:
+                        continue
+                    hx = d.hex()
+                    if hx in corrupt:
+                        res.fail(f"chunk {hx} (in {name}) is corrupt or missing (found earlier in this job)")
+                        continue
+                    queued.add(d)
+                    s, e = idx.chunk_range(i)
+                    yield d, hx, e - s
+            items = todo()
             done = 0
-            # map() keeps a bounded window of reads in flight, results in order.
-            results = pool.map(lambda kv: _check_chunk(store, kv[0], kv[1], want_enc, crypt), items)
-            for (hx, length), bad in zip(items, results):
-                done += 1
-                res.chunks_checked += 1
-                res.bytes_checked += length
-                if done % 64 == 0:
-                    reporter.check_abort()
-                if bad is None:
-                    verified.add(hx)
-                    continue
-                kind, reason = bad
-                corrupt.add(hx)
-                if kind == "missing":
-                    res.missing_chunks.append(hx)
-                    res.fail(f"chunk {hx} (in {name}) is missing")
-                else:
-                    res.corrupt_chunks.append(hx)
-                    try:
-                        bad_path = store.chunks.mark_bad(hx)
-                        where = f"; renamed to {bad_path.name}"
-                    except FileNotFoundError:
-                        where = ""
-                    res.fail(f"chunk {hx} (in {name}) is corrupt: {reason}{where}")
+            while True:
+                # map() keeps the reads of one window in flight, results in order.
+                batch = list(itertools.islice(items, WINDOW))
+                if not batch:
+                    break
+                results = pool.map(lambda item: _check_chunk(store, item[1], item[2], want_enc, crypt), batch)
+                for (d, hx, length), bad in zip(batch, results):
+                    done += 1
+                    res.chunks_checked += 1
+                    res.bytes_checked += length
+                    if done % 64 == 0:
+                        reporter.check_abort()
+                    if bad is None:
+                        verified.add(d)
+                        continue
+                    kind, reason = bad
+                    corrupt.add(hx)
+                    if kind == "missing":
+                        res.missing_chunks.append(hx)
+                        res.fail(f"chunk {hx} (in {name}) is missing")
+                    else:
+                        res.corrupt_chunks.append(hx)
+                        try:
+                            bad_path = store.chunks.mark_bad(hx)
+                            where = f"; renamed to {bad_path.name}"
+                        except FileNotFoundError:
+                            where = ""
+                        res.fail(f"chunk {hx} (in {name}) is corrupt: {reason}{where}")
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
 
@@ -208,7 +217,7 @@ def verify_datastore(store: Datastore, reporter: Reporter | None = None, ignore_
     validate_ns(ns)
     now = time.time() if now is None else now
     job = VerifyJobResult()
-    verified: set[str] = set()
+    verified = DigestSet()
     corrupt: set[str] = set()
     snaps = [r for r in store.list_snapshots(ns, recursive) if r.finished]
     todo = []

@@ -147,14 +147,29 @@ class Inventory:
                                    (bytes.fromhex(digest_hex),)).fetchone() is not None
 
     def missing_chunks(self, digests: Iterable[str]) -> list[str]:
-        """The digests (hex) the remote does not hold, in the given order."""
+        """The digests (hex) the remote does not hold, in the given order.
+
+        Many digests (a snapshot after a reconcile: every one of its chunks) are
+        looked up in one anti-join through a temporary table, ~10x faster than a
+        query each."""
+        digests = list(digests)
         with self._lock:
             cur = self.db.cursor()
-            out = []
-            for d in digests:
-                if cur.execute("SELECT 1 FROM chunks WHERE digest=?", (bytes.fromhex(d),)).fetchone() is None:
-                    out.append(d)
-            return out
+            if len(digests) < 1000:
+                return [d for d in digests if cur.execute("SELECT 1 FROM chunks WHERE digest=?",
+                                                          (bytes.fromhex(d),)).fetchone() is None]
+            cur.execute("CREATE TEMP TABLE IF NOT EXISTS want (i INTEGER PRIMARY KEY, digest BLOB NOT NULL)")
+            cur.execute("BEGIN")
+            try:
+                cur.execute("DELETE FROM temp.want")
+                cur.executemany("INSERT INTO temp.want VALUES (?,?)",
+                                ((i, bytes.fromhex(d)) for i, d in enumerate(digests)))
+                rows = cur.execute("SELECT i FROM temp.want w WHERE NOT EXISTS "
+                                   "(SELECT 1 FROM chunks c WHERE c.digest = w.digest) ORDER BY i").fetchall()
+                cur.execute("DELETE FROM temp.want")
+            finally:
+                cur.execute("COMMIT")
+            return [digests[i] for (i,) in rows]
 
     def add_chunks(self, items: Iterable[tuple[str, float, int]]) -> None:
         """Record chunks as (digest hex, uploaded epoch, size); one transaction."""
@@ -264,36 +279,33 @@ class Inventory:
                 db.execute("CREATE TEMP TABLE old_file_locks AS SELECT rel, lock_until, version FROM files "
                            "WHERE lock_until IS NOT NULL OR version IS NOT NULL")
                 db.execute("DELETE FROM files")
-                batch = []
-                for info in bucket.list_info(""):
-                    digest = parse_chunk_rel(info.rel)
-                    ts = info.last_modified.timestamp()
-                    if digest:
-                        batch.append((bytes.fromhex(digest), ts, info.size))
-                        nchunks += 1
-                    elif not info.rel.startswith(CHUNKS_DIR):
-                        db.execute("INSERT OR REPLACE INTO files (rel, size, md5, uploaded) VALUES (?,?,?,?)",
-                                   (info.rel, info.size, etag_md5(info.etag), ts))
-                        nfiles += 1
-                    if len(batch) >= 10000:
-                        db.executemany("INSERT OR REPLACE INTO new_chunks VALUES (?,?,?)", batch)
-                        batch.clear()
-                db.executemany("INSERT OR REPLACE INTO new_chunks VALUES (?,?,?)", batch)
-                lost = db.execute("SELECT count(*) FROM chunks WHERE digest NOT IN "
-                                  "(SELECT digest FROM new_chunks)").fetchone()[0]
+                for page in bucket.list_pages(""):
+                    batch = []
+                    for rel, size, modified, etag in page:
+                        ts = modified.timestamp()
+                        if rel.startswith(CHUNKS_DIR):
+                            digest = parse_chunk_rel(rel)
+                            if digest:
+                                batch.append((bytes.fromhex(digest), ts, size))
+                        else:
+                            db.execute("INSERT OR REPLACE INTO files (rel, size, md5, uploaded) VALUES (?,?,?,?)",
+                                       (rel, size, etag_md5(etag), ts))
+                            nfiles += 1
+                    nchunks += len(batch)
+                    db.executemany("INSERT OR REPLACE INTO new_chunks VALUES (?,?,?)", batch)
+                # Merged in place, not rewritten: after a reconcile that finds what the
+                # inventory knew (the usual case), 2.5 million rows cost lookups, not
+                # writes; the locks of the objects still there stay as they are.
                 found = db.execute("SELECT count(*) FROM new_chunks WHERE digest NOT IN "
                                    "(SELECT digest FROM chunks)").fetchone()[0]
-                db.execute("DROP TABLE IF EXISTS temp.old_chunk_locks")
-                db.execute("CREATE TEMP TABLE old_chunk_locks AS SELECT digest, lock_until, version FROM chunks "
-                           "WHERE lock_until IS NOT NULL OR version IS NOT NULL")
-                db.execute("DELETE FROM chunks")
-                db.execute("INSERT INTO chunks (digest, uploaded, size, lock_until, version) "
-                           "SELECT n.digest, n.uploaded, n.size, o.lock_until, o.version FROM new_chunks n "
-                           "LEFT JOIN old_chunk_locks o ON o.digest = n.digest")
+                lost = db.execute("DELETE FROM chunks WHERE digest NOT IN (SELECT digest FROM new_chunks)").rowcount
+                db.execute("INSERT INTO chunks (digest, uploaded, size) SELECT digest, uploaded, size "
+                           "FROM new_chunks WHERE true ON CONFLICT(digest) DO UPDATE SET "
+                           "uploaded=excluded.uploaded, size=excluded.size "
+                           "WHERE uploaded != excluded.uploaded OR size != excluded.size")
                 db.execute("UPDATE files SET (lock_until, version) = (SELECT lock_until, version FROM "
                            "old_file_locks o WHERE o.rel = files.rel) "
                            "WHERE rel IN (SELECT rel FROM old_file_locks)")
-                db.execute("DROP TABLE temp.old_chunk_locks")
                 db.execute("DROP TABLE temp.old_file_locks")
                 db.execute("DELETE FROM new_chunks")
                 db.execute("INSERT OR REPLACE INTO meta VALUES ('reconciled_at', ?)",

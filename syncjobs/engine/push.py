@@ -31,6 +31,7 @@ from datetime import datetime, timezone
 from typing import Callable
 
 from datastores.engine.blob import check_blob_crc
+from datastores.engine.digestset import DigestSet
 from datastores.engine.errors import CorruptionError, DatastoreError
 from datastores.engine.index import read_index
 from datastores.engine.manifest import Manifest
@@ -602,12 +603,13 @@ class _Pusher:
             self.rep.warn(self.result.errors[-1])
         return {f[0] for f in failures}
 
-    def _referenced_chunks(self, exclude: set[str] = frozenset()) -> set[str]:
-        """Digests referenced by any snapshot on the remote (all namespaces,
+    def _referenced_chunks(self, exclude: set[str] = frozenset()) -> DigestSet:
+        """Digests (binary) referenced by any snapshot on the remote (all namespaces,
         not just the job's scope) but those in `exclude`. Local indexes are used
-        where the local manifest equals the remote one; others are read from the bucket."""
+        where the local manifest equals the remote one; others are read from the bucket.
+        A DigestSet: 2.5 million digests in ~130 MB, not ~430 MB of hex strings."""
         local = {ref.rel_dir: ref for ref in self.store.list_snapshots("", recursive=True) if ref.finished}
-        refs: set[str] = set()
+        refs = DigestSet(expected=self.inv.chunk_count())  # sized once: no rehashing as it fills
         for rel in self.inv.manifests():
             rd = rel.rsplit("/", 1)[0]
             if rd in exclude:
@@ -620,17 +622,21 @@ class _Pusher:
                 except OSError:
                     data = None
                 if data is not None and entry.md5 == _md5(data):
-                    refs.update(self.store.chunk_digests(ref))
+                    for name in self.store.index_files(ref):
+                        for d in self.store.load_index(ref, name).digests:
+                            refs.add(d)
                     continue
             snapshot = BucketSource(self.bucket).snapshot(rd)
             for name in snapshot.manifest.filenames:
                 if name.endswith((".didx", ".fidx")):
-                    refs.update(d.hex() for d in snapshot.index(name).digests)
+                    for d in snapshot.index(name).digests:
+                        refs.add(d)
         # chunks that made it for a snapshot that failed this run: the next run needs them
         for rd, _ in self.result.snapshots_failed:
             if rd in local:
                 try:
-                    refs.update(self.store.chunk_digests(local[rd]))
+                    for d in self.store.chunk_digests(local[rd]):
+                        refs.add(bytes.fromhex(d))
                 except DatastoreError:
                     pass
         return refs
@@ -649,7 +655,7 @@ class _Pusher:
         candidates, deferred = [], {}  # deferred: digest -> until
         sizes = {}
         for digest, uploaded, size in self.inv.iter_chunks():
-            if digest in referenced:
+            if bytes.fromhex(digest) in referenced:
                 continue
             sizes[digest] = size
             if min_age and now - uploaded < min_age:
@@ -698,8 +704,8 @@ class _Pusher:
             except (DatastoreError, SyncError) as e:
                 r.errors.append(f"not extending chunk locks: cannot read the remote snapshots: {e}")
                 self.rep.warn(r.errors[-1])
-                kept = set()
-            targets += [("chunks", d, chunk_rel(d), v) for d, v in due_chunks if d in kept]
+                kept = DigestSet()
+            targets += [("chunks", d, chunk_rel(d), v) for d, v in due_chunks if bytes.fromhex(d) in kept]
         if not targets:
             return
         until, until_dt = self._lock_until()
