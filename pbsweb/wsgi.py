@@ -9,3 +9,7 @@ application = get_wsgi_application()
 from pbsweb.paths import secure_data_dir  # noqa: E402
 
 secure_data_dir()
+
+# The web server queues tasks: Celery loads at start rather than on the first queued task
+# (the command line does without it, docs/DESIGN.md §1 "Heavy imports").
+import pbsweb.celery  # noqa: E402,F401

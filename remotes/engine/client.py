@@ -10,9 +10,6 @@ import base64
 import hashlib
 import threading
 
-import boto3
-from botocore.config import Config
-
 from .config import RemoteConfig
 from .limits import CapGuard, Throttle, shared_rate_limiter
 
@@ -42,6 +39,11 @@ def make_s3_client(cfg: RemoteConfig, counters: "RequestCounters | None" = None,
     rate shared by every client of the remote, the client's own throttle
     (lowered on SlowDown; `log` says so) and the run's caps (`guard`).
     """
+    # boto3 and its s3transfer take longer to import than a command line takes to answer: loaded
+    # by the first client made, not by every process that imports this module (docs/DESIGN.md §1).
+    import boto3
+    from botocore.config import Config
+
     if path_style is None:
         path_style = not cfg.uses_virtual_host()
     no_checksums = cfg.no_checksum_headers if checksum_headers is None else not checksum_headers
