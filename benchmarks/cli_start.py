@@ -167,9 +167,9 @@ def main() -> None:
         print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; timing: "
               f"{'hyperfine' if use_hyperfine else 'subprocess loop'}, {args.runs} runs; bytecode cache "
               f"{'off' if args.no_bytecode_cache else 'on'}")
-        print(f"{'command':44} {'tree':8} {'median s':>9} {'min s':>7} {'cpu s':>7} {'× py':>6} {'× django':>8}")
+        print(f"{'command':48} {'tree':8} {'median s':>9} {'min s':>7} {'cpu s':>7} {'× py':>6} {'× django':>8}")
         for r in rows:
-            print(f"{r['command']:44} {r['tree']:8} {r['median']:9.3f} {r['min']:7.3f} {r['cpu']:7.3f} "
+            print(f"{r['command']:48} {r['tree']:8} {r['median']:9.3f} {r['min']:7.3f} {r['cpu']:7.3f} "
                   f"{r['median'] / py['median']:6.1f} {r['median'] / dj['median']:8.2f}")
         if args.json:
             args.json.write_text(json.dumps(rows, indent=2))

@@ -14,6 +14,7 @@ command line that reads none of it starts without them (docs/DESIGN.md §1.1).
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
 from importlib import import_module
 from types import ModuleType
@@ -47,6 +48,7 @@ class Registry:
     def __init__(self):
         self.task_types: dict[str, TaskType] = {}
         self._later: list[Callable[[], None]] = []
+        self._loading = threading.RLock()  # the web server's threads wait for the whole of it
         self._task_functions: dict[str, Callable] = {}
         self._tick_jobs: list[tuple[str, Callable]] = []
         self._user_errors: tuple[type[BaseException], ...] = ()
@@ -110,10 +112,13 @@ class Registry:
     # -- reading (the worker, the scheduler, the dashboard) -------------------------------
 
     def load(self) -> None:
-        """Run the registrations the apps deferred, once each (one may read the registry while
-        it runs: it is taken off the list first)."""
-        while self._later:
-            self._later.pop(0)()
+        """Run the registrations the apps deferred, once each. Another thread waits until all
+        have run; the same thread may read the registry while one runs (it is off the list)."""
+        if not self._later:
+            return
+        with self._loading:
+            while self._later:
+                self._later.pop(0)()
 
     @property
     def task_functions(self) -> dict[str, Callable]:

@@ -175,7 +175,7 @@ def run(function: str, worker_type: str, worker_id: str, user: str, arguments: d
 
 def celery_app():
     """The Celery app, loaded when the first task is queued: the command line runs its tasks
-    inline and starts without Celery (docs/DESIGN.md §1, "Heavy imports")."""
+    inline and starts without Celery (docs/DESIGN.md §1)."""
     from pbsweb.celery import app  # heavy (celery, kombu): lazy, docs/DESIGN.md §1
     return app
 

@@ -10,6 +10,10 @@ from pbsweb.paths import secure_data_dir  # noqa: E402
 
 secure_data_dir()
 
-# The web server queues tasks: Celery loads at start rather than on the first queued task
-# (the command line does without it, docs/DESIGN.md §1 "Heavy imports").
+# The web server queues tasks and draws the dashboard: Celery and the apps' deferred
+# registrations load at start rather than on the first request (the command line does
+# without them, docs/DESIGN.md §1).
 import pbsweb.celery  # noqa: E402,F401
+from pbsweb.registry import registry  # noqa: E402
+
+registry.load()
