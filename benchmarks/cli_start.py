@@ -9,7 +9,7 @@ zero-change `manage.py sync-job run ID` (a datastore with one small backup, push
 moto S3 server), and the network client (`python -m datastores.client --help`, and `snapshots`
 against a real gunicorn over loopback TLS). `--compare DIR` times the same commands from
 another checkout (e.g. the commit before a change) in the same run, on the same data.
-hyperfine does the timing when it is installed, else a loop of subprocess runs.
+The commands run interleaved, round after round (`--hyperfine`: each in turn under hyperfine).
 
 Python modules of the project are compiled once into a cache under the work directory
 (PYTHONPYCACHEPREFIX), as on a server where `__pycache__` is writable;
@@ -54,20 +54,29 @@ def must(cmd, env, cwd=REPO) -> str:
     return proc.stdout
 
 
-def time_loop(cmd: list[str], env: dict, cwd: Path, runs: int, warmup: int) -> dict:
-    for _ in range(warmup):
-        subprocess.run(cmd, env=env, cwd=cwd, capture_output=True)
-    walls, cpus = [], []
-    for _ in range(runs):
-        before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        t0 = time.perf_counter()
-        proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True)
-        walls.append(time.perf_counter() - t0)
-        after = resource.getrusage(resource.RUSAGE_CHILDREN)
-        cpus.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
-        if proc.returncode:
-            raise SystemExit(f"{cmd} failed: {proc.stderr.decode()[-2000:]}")
-    return {"median": statistics.median(walls), "min": min(walls), "cpu": statistics.median(cpus)}
+def run_once(cmd: list[str], env: dict, cwd: Path) -> tuple[float, float]:
+    """Wall and CPU (user + system) seconds of one run."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, env=env, cwd=cwd, capture_output=True)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    if proc.returncode:
+        raise SystemExit(f"{cmd} failed: {proc.stderr.decode()[-2000:]}")
+    return wall, after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime
+
+
+def time_interleaved(jobs: list[tuple[list[str], dict, Path]], runs: int, warmup: int) -> list[dict]:
+    """Round after round, each command once: on a machine whose load changes from minute to
+    minute every command meets the same load, so their ratios hold."""
+    samples = [([], []) for _ in jobs]
+    for round_ in range(warmup + runs):
+        for (cmd, env, cwd), (walls, cpus) in zip(jobs, samples):
+            wall, cpu = run_once(cmd, env, cwd)
+            if round_ >= warmup:
+                walls.append(wall)
+                cpus.append(cpu)
+    return [{"median": statistics.median(w), "min": min(w), "cpu": statistics.median(c)} for w, c in samples]
 
 
 def time_hyperfine(cmd: list[str], env: dict, cwd: Path, runs: int, warmup: int, out: Path) -> dict:
@@ -84,10 +93,10 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--compare", type=Path, default=None, help="another checkout to time the same commands from")
     ap.add_argument("--no-bytecode-cache", action="store_true")
-    ap.add_argument("--no-hyperfine", action="store_true")
+    ap.add_argument("--hyperfine", action="store_true", help="time each command in turn with hyperfine")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
-    use_hyperfine = shutil.which("hyperfine") and not args.no_hyperfine
+    use_hyperfine = args.hyperfine and shutil.which("hyperfine")
     work = Path(tempfile.mkdtemp(prefix="pbsweb-cli-start-"))
     s3 = server = None
     try:
@@ -149,28 +158,30 @@ def main() -> None:
             ("pbsweb-client --help", [PY, "-m", "datastores.client", "--help"], cenv, REPO, True),
             ("pbsweb-client snapshots", [PY, "-m", "datastores.client", "snapshots"], cenv, REPO, True),
         ]
-        rows = []
-        for i, (label, cmd, cenv_, cwd, comparable) in enumerate(cases):
-            trees = [("this", cwd)]
+        jobs = []  # (label, tree, argv, env, cwd)
+        for label, cmd, cenv_, cwd, comparable in cases:
+            jobs.append((label, "this", cmd, cenv_, cwd))
             if comparable and args.compare is not None:
-                trees.append(("compare", args.compare.resolve()))
-            for tree, where in trees:
-                if use_hyperfine:
-                    r = time_hyperfine(cmd, cenv_, where, args.runs, args.warmup, work / f"hf-{i}-{tree}.json")
-                else:
-                    r = time_loop(cmd, cenv_, where, args.runs, args.warmup)
-                rows.append({"command": label, "tree": tree, **r})
-                print(f"  {label} [{tree}]: median {r['median']:.3f} s", file=sys.stderr, flush=True)
+                jobs.append((label, "compare", cmd, cenv_, args.compare.resolve()))
+        if use_hyperfine:
+            results = [time_hyperfine(cmd, e, cwd, args.runs, args.warmup, work / f"hf-{i}.json")
+                       for i, (_, _, cmd, e, cwd) in enumerate(jobs)]
+        else:
+            results = time_interleaved([(cmd, e, cwd) for _, _, cmd, e, cwd in jobs], args.runs, args.warmup)
+        rows = [{"command": label, "tree": tree, **r} for (label, tree, *_), r in zip(jobs, results)]
 
         py = next(r for r in rows if r["command"].startswith("anchor: python"))
         dj = next(r for r in rows if r["command"].startswith("anchor: bare"))
         print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs; timing: "
-              f"{'hyperfine' if use_hyperfine else 'subprocess loop'}, {args.runs} runs; bytecode cache "
+              f"{'hyperfine' if use_hyperfine else 'interleaved rounds'}, {args.runs} runs; bytecode cache "
               f"{'off' if args.no_bytecode_cache else 'on'}")
-        print(f"{'command':48} {'tree':8} {'median s':>9} {'min s':>7} {'cpu s':>7} {'× py':>6} {'× django':>8}")
+        print(f"{'command':48} {'tree':8} {'median s':>9} {'min s':>7} {'cpu s':>7} {'× py':>6} {'× django':>8} "
+              f"{'compare/this':>12}")
         for r in rows:
+            other = next((o for o in rows if o["command"] == r["command"] and o["tree"] == "compare"), None)
+            speedup = f"{other['median'] / r['median']:12.2f}" if other and r["tree"] == "this" else ""
             print(f"{r['command']:48} {r['tree']:8} {r['median']:9.3f} {r['min']:7.3f} {r['cpu']:7.3f} "
-                  f"{r['median'] / py['median']:6.1f} {r['median'] / dj['median']:8.2f}")
+                  f"{r['median'] / py['median']:6.1f} {r['median'] / dj['median']:8.2f} {speedup}")
         if args.json:
             args.json.write_text(json.dumps(rows, indent=2))
     finally:
