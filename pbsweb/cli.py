@@ -5,9 +5,19 @@ import re
 import sys
 
 from django.contrib.auth import get_user_model
+from django.core.management.base import BaseCommand as DjangoBaseCommand
 from django.core.management.base import CommandError
 
 from pbsweb.access import CLI_ROOT
+
+
+class BaseCommand(DjangoBaseCommand):
+    """The project's commands. Django's system checks are left to `manage.py check` (and `make test`):
+    the URL check alone imports every view, API and form module, which a command that lists a
+    table does not need (docs/DESIGN.md §1, "A fast command line")."""
+
+    requires_system_checks = []
+
 
 BOX = {"tl": "┌", "tm": "┬", "tr": "┐", "hl": "─", "vl": "│", "ml": "╞", "mm": "╪", "mr": "╡",
        "hh": "═", "bl": "└", "bm": "┴", "br": "┘"}

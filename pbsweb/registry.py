@@ -6,10 +6,18 @@ scheduler tick, the error classes whose messages are written for users, and
 its dashboard panels and warnings. The task system, the scheduler and the
 dashboard read them from here, as NetBox's `netbox/registry.py` serves its
 plugins.
+
+`ready()` registers at once only what is cheap (task types, hints); what needs the
+engines (task functions, ticks, user errors, dashboard cards) it hands to `later()`,
+run the first time the worker, the scheduler or the dashboard reads it, so that a
+command line that reads none of it starts without them (docs/DESIGN.md §1.1).
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass
+from importlib import import_module
+from types import ModuleType
 from typing import Callable
 
 
@@ -39,44 +47,113 @@ class DashboardPanel:
 class Registry:
     def __init__(self):
         self.task_types: dict[str, TaskType] = {}
-        self.task_functions: dict[str, Callable] = {}
-        self.tick_jobs: list[tuple[str, Callable]] = []
-        self.user_errors: tuple[type[BaseException], ...] = ()
-        self.dashboard_panels: list[DashboardPanel] = []
-        self.dashboard_warnings: list[Callable] = []
-        self.dashboard_hints: list[Callable] = []
-        self.navigation: list[Callable] = []
+        self._later: list[Callable[[], None]] = []
+        self._loading = threading.RLock()  # the web server's threads wait for the whole of it
+        self._task_functions: dict[str, Callable] = {}
+        self._tick_jobs: list[tuple[str, Callable]] = []
+        self._user_errors: tuple[type[BaseException], ...] = ()
+        self._panels: list[DashboardPanel] = []
+        self._warnings: list[Callable] = []
+        self._hints: list[Callable] = []
+        self._navigation: list[Callable] = []
+        self._command_extensions: dict[str, list[str]] = {}
+
+    # -- registering (AppConfig.ready(), or a function it hands to later()) ----------------
 
     def task_type(self, name: str, description: str) -> None:
         self.task_types[name] = TaskType(name, description)
 
+    def later(self, register: Callable[[], None]) -> None:
+        """`register()` imports the app's tasks and dashboard modules and registers what they hold;
+        it runs once, when anything below task_types is first read."""
+        self._later.append(register)
+
+    def task_function(self, name: str, func: Callable) -> None:
+        self._task_functions[name] = func
+
     def tick(self, name: str, func: Callable) -> None:
         """`func(now)` runs on every scheduler tick (once a minute); its failure is logged, not raised."""
-        if all(n != name for n, _ in self.tick_jobs):
-            self.tick_jobs.append((name, func))
+        if all(n != name for n, _ in self._tick_jobs):
+            self._tick_jobs.append((name, func))
 
     def user_error(self, *classes: type[BaseException]) -> None:
         """Errors whose message is for the user: a task ends with it and logs no traceback."""
-        self.user_errors = tuple(dict.fromkeys(self.user_errors + classes))
+        self._user_errors = tuple(dict.fromkeys(self._user_errors + classes))
 
     def panel(self, panel: DashboardPanel) -> None:
-        self.dashboard_panels = sorted([p for p in self.dashboard_panels if p.id != panel.id] + [panel],
-                                       key=lambda p: p.order)
+        self._panels = sorted([p for p in self._panels if p.id != panel.id] + [panel], key=lambda p: p.order)
 
     def warnings(self, func: Callable) -> None:
         """`func(now, shared)` returns dashboard warnings: dicts with level, kind, text, link."""
-        if func not in self.dashboard_warnings:
-            self.dashboard_warnings.append(func)
+        if func not in self._warnings:
+            self._warnings.append(func)
 
     def hint(self, func: Callable) -> None:
         """`func(request)` returns a getting-started hint (HTML-free text and a link) or None."""
-        if func not in self.dashboard_hints:
-            self.dashboard_hints.append(func)
+        if func not in self._hints:
+            self._hints.append(func)
 
     def nav(self, func: Callable) -> None:
         """`func(request)` returns context for the navigation tree (e.g. `nav_datastores`)."""
-        if func not in self.navigation:
-            self.navigation.append(func)
+        if func not in self._navigation:
+            self._navigation.append(func)
+
+    def extend_command(self, command: str, module: str) -> None:
+        """Another app's subcommands for the management command `command`: `module` (a dotted name,
+        imported only when that command runs) has `add_subcommands(subparsers)` and
+        `SUBCOMMANDS = {action: run(stdout, opts)}`."""
+        self._command_extensions.setdefault(command, [])
+        if module not in self._command_extensions[command]:
+            self._command_extensions[command].append(module)
+
+    def command_extensions(self, command: str) -> list[ModuleType]:
+        return [import_module(name) for name in self._command_extensions.get(command, [])]
+
+    # -- reading (the worker, the scheduler, the dashboard) -------------------------------
+
+    def load(self) -> None:
+        """Run the registrations the apps deferred, once each. Another thread waits until all
+        have run; the same thread may read the registry while one runs (it is off the list)."""
+        if not self._later:
+            return
+        with self._loading:
+            while self._later:
+                self._later.pop(0)()
+
+    @property
+    def task_functions(self) -> dict[str, Callable]:
+        self.load()
+        return self._task_functions
+
+    @property
+    def tick_jobs(self) -> list[tuple[str, Callable]]:
+        self.load()
+        return self._tick_jobs
+
+    @property
+    def user_errors(self) -> tuple[type[BaseException], ...]:
+        self.load()
+        return self._user_errors
+
+    @property
+    def dashboard_panels(self) -> list[DashboardPanel]:
+        self.load()
+        return self._panels
+
+    @property
+    def dashboard_warnings(self) -> list[Callable]:
+        self.load()
+        return self._warnings
+
+    @property
+    def dashboard_hints(self) -> list[Callable]:
+        self.load()
+        return self._hints
+
+    @property
+    def navigation(self) -> list[Callable]:
+        self.load()
+        return self._navigation
 
     def describe(self, worker_type: str, worker_id: str) -> str:
         kind = self.task_types.get(worker_type)

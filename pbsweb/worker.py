@@ -26,7 +26,6 @@ from django.utils import timezone
 # The Reporter protocol is the engines' (the one import of an engine here, docs/DESIGN.md).
 from datastores.engine.report import Reporter, TaskAborted
 from pbsweb import tasklog
-from pbsweb.celery import app as celery_app
 from pbsweb.models import Task
 from pbsweb.notify import notify_task_finished
 from pbsweb.registry import registry
@@ -37,7 +36,7 @@ log = logging.getLogger(__name__)
 
 def task_function(func: Callable) -> Callable:
     """Register a function that tasks may run, under `module.name`."""
-    registry.task_functions[f"{func.__module__}.{func.__name__}"] = func
+    registry.task_function(f"{func.__module__}.{func.__name__}", func)
     return func
 
 
@@ -170,8 +169,15 @@ def run(function: str, worker_type: str, worker_id: str, user: str, arguments: d
         task.refresh_from_db()
     else:
         options = {"queue": task.queue} if task.queue else {}
-        transaction.on_commit(lambda: celery_app.send_task("pbsweb.tasks.run_task", args=[task.upid], **options))
+        transaction.on_commit(lambda: celery_app().send_task("pbsweb.tasks.run_task", args=[task.upid], **options))
     return task
+
+
+def celery_app():
+    """The Celery app, loaded when the first task is queued: the command line runs its tasks
+    inline and starts without Celery (docs/DESIGN.md §1)."""
+    from pbsweb.celery import app  # heavy (celery, kombu): lazy, docs/DESIGN.md §1
+    return app
 
 
 HEARTBEAT_INTERVAL = 15  # seconds

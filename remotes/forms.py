@@ -1,6 +1,7 @@
 """The Add/Edit Remote dialog. Field rules come from remotes.engine.config;
 this form maps them onto its fields and checks what needs the database."""
-from cryptography import x509
+import ssl
+
 from django import forms
 
 from remotes.engine import config as cfg_rules
@@ -29,14 +30,15 @@ def check_prices(values: dict, instance: Remote | None = None) -> dict:
 
 
 def validate_ca_bundle(pem: str) -> str | None:
-    """None if `pem` holds at least one PEM certificate, else the error message."""
+    """None if `pem` holds at least one PEM certificate, else the error message. Checked by loading it
+    as the S3 client will (ssl, through botocore's `verify`); the ssl module is loaded anyway."""
     if not pem.strip():
         return None
     if "-----BEGIN CERTIFICATE-----" not in pem:
         return "paste the CA certificate in PEM format (-----BEGIN CERTIFICATE----- ...)"
     try:
-        x509.load_pem_x509_certificates(pem.strip().encode())
-    except Exception:
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=pem.strip())
+    except (ssl.SSLError, ValueError):
         return "is not a valid PEM certificate"
     return None
 

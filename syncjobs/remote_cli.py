@@ -1,8 +1,8 @@
 """`remote content` / `remote restore` on the command line.
 
-The `remote` command belongs to the remotes app; these are registered as its
-subcommands by a hook (syncjobs.apps.SyncJobsConfig.ready) and are also the
-standalone commands `remote-content` and `remote-restore`.
+The `remote` command belongs to the remotes app; these are its subcommands
+through the registry (`registry.extend_command`, syncjobs.apps.SyncJobsConfig.ready)
+and are also the standalone commands `remote-content` and `remote-restore`.
 """
 import json
 import os
@@ -16,7 +16,6 @@ from pbsweb.cli import add_remote_store, box_table, check_remote_store, finish_t
 from pbsweb.worker import run
 from remotes.engine.client import RequestCounters
 from remotes.engine.errors import explain_error
-from remotes.management.commands import remote as remote_cmd
 from remotes.models import Remote, record_usage
 from syncjobs.engine.asof import AsOfBucket
 from syncjobs.engine.bucket import SyncError
@@ -256,35 +255,13 @@ def do_recover(stdout, opts) -> None:
     finish_task(task)
 
 
-def install_remote_hook() -> bool:
-    """Add `content` and `restore` to the remotes app's `remote` command (without editing it).
-    Returns False (the standalone remote-content/remote-restore remain) if its shape changed."""
-    cls = getattr(remote_cmd, "Command", None)
-    if cls is None or getattr(cls, "_syncjobs_hook", False):
-        return bool(cls)
-    original = cls.add_arguments
+def add_subcommands(sub) -> None:
+    """`remote content|restore|recover`: parsers added to the remotes app's `remote` command, which
+    finds this module through the registry (syncjobs.apps) and runs SUBCOMMANDS[action](stdout, opts)."""
+    add_content_arguments(sub.add_parser("content", help="what the bucket holds (manifests only)"))
+    add_restore_arguments(sub.add_parser("restore", help="restore one archive straight from the bucket"))
+    add_recover_arguments(sub.add_parser(
+        "recover", help="make a store prefix read as it did at a time (versions kept by Object Lock)"))
 
-    def add_arguments(self, parser):
-        original(self, parser)
-        sub = next((a for a in getattr(parser, "_subparsers", None)._group_actions
-                    if hasattr(a, "add_parser")), None) if getattr(parser, "_subparsers", None) else None
-        if sub is None:
-            return
-        names = getattr(sub, "_name_parser_map", {})
-        if "content" not in names:
-            add_content_arguments(sub.add_parser("content", help="what the bucket holds (manifests only)"))
-        if "restore" not in names:
-            add_restore_arguments(sub.add_parser("restore", help="restore one archive straight from the bucket"))
-        if "recover" not in names:
-            add_recover_arguments(sub.add_parser(
-                "recover", help="make a store prefix read as it did at a time (versions kept by Object Lock)"))
 
-    cls.add_arguments = add_arguments
-    if not hasattr(cls, "do_content"):
-        cls.do_content = lambda self, opts: do_content(self.stdout, opts)
-    if not hasattr(cls, "do_restore"):
-        cls.do_restore = lambda self, opts: do_restore(self.stdout, opts)
-    if not hasattr(cls, "do_recover"):
-        cls.do_recover = lambda self, opts: do_recover(self.stdout, opts)
-    cls._syncjobs_hook = True
-    return True
+SUBCOMMANDS = {"content": do_content, "restore": do_restore, "recover": do_recover}

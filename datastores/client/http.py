@@ -42,13 +42,22 @@ class Server:
         self._pool_size = pool_size
         self._checked = False
         self._lock = threading.Lock()
+        self._contexts: dict[bool, ssl.SSLContext] = {}
 
     # -- connections ---------------------------------------------------------------
     def _context(self, verify: bool) -> ssl.SSLContext:
-        ctx = ssl.create_default_context()
-        if not verify:
-            ctx.check_hostname = False
-            ctx.verify_mode = ssl.CERT_NONE
+        """One context per kind for all connections. Unverified (a pinned fingerprint, checked in
+        _connect after the handshake), it loads no CA store: parsing the system's CAs costs more
+        than the rest of a short command's start."""
+        ctx = self._contexts.get(verify)
+        if ctx is None:
+            if verify:
+                ctx = ssl.create_default_context()
+            else:
+                ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+                ctx.check_hostname = False
+                ctx.verify_mode = ssl.CERT_NONE
+            self._contexts[verify] = ctx
         return ctx
 
     def _connect(self) -> http.client.HTTPSConnection:

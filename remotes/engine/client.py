@@ -10,9 +10,6 @@ import base64
 import hashlib
 import threading
 
-import boto3
-from botocore.config import Config
-
 from .config import RemoteConfig
 from .limits import CapGuard, Throttle, shared_rate_limiter
 
@@ -46,6 +43,11 @@ def make_s3_client(cfg: RemoteConfig, counters: "RequestCounters | None" = None,
     job's workers); the connection pool holds at least that many plus the
     run's own thread, so no request waits for or discards a connection.
     """
+    # boto3 and its s3transfer take longer to import than a command line takes to answer: loaded
+    # by the first client made, not by every process that imports this module (docs/DESIGN.md §1).
+    import boto3
+    from botocore.config import Config
+
     if path_style is None:
         path_style = not cfg.uses_virtual_host()
     no_checksums = cfg.no_checksum_headers if checksum_headers is None else not checksum_headers

@@ -1,9 +1,8 @@
 from django.core.exceptions import ValidationError
-from django.core.management.base import BaseCommand
 
 from datastores.models import Datastore, validate_schedule
 from datastores.services import FieldError, create_datastore, remove_datastore
-from pbsweb.cli import add_output_format, print_output, usage_error
+from pbsweb.cli import BaseCommand, add_output_format, print_output, usage_error
 
 
 class Command(BaseCommand):

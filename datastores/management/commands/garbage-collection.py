@@ -1,10 +1,8 @@
 import json
 
-from django.core.management.base import BaseCommand
-
 from datastores.cliutil import store_or_exit
 from datastores.status import gc_status
-from pbsweb.cli import box_table, finish_task
+from pbsweb.cli import BaseCommand, box_table, finish_task
 
 
 class Command(BaseCommand):

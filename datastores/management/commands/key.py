@@ -1,12 +1,10 @@
 import json
 import os
 
-from django.core.management.base import BaseCommand
-
 from datastores.cliutil import read_passphrase
 from datastores.engine.crypto import MIN_PASSPHRASE, create_keyfile, keyfile_info, paper_key
 from datastores.engine.errors import DatastoreError
-from pbsweb.cli import box_table, usage_error
+from pbsweb.cli import BaseCommand, box_table, usage_error
 
 
 class Command(BaseCommand):

@@ -1,12 +1,10 @@
 import os
 
-from django.core.management.base import BaseCommand
-
 from datastores.cliutil import load_key_or_exit, progress_hook, store_or_exit
 from datastores.engine.datastore import validate_ns
 from datastores.engine.errors import DatastoreError
 from datastores.engine.restore import archive_filename
-from pbsweb.cli import finish_task, usage_error
+from pbsweb.cli import BaseCommand, finish_task, usage_error
 from pbsweb.worker import run
 
 

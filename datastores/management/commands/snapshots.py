@@ -1,12 +1,10 @@
 import json
 
-from django.core.management.base import BaseCommand
-
 from datastores.cliutil import store_or_exit
 from datastores.engine.datastore import validate_ns
 from datastores.engine.errors import DatastoreError
 from datastores.services import snapshot_info
-from pbsweb.cli import box_table, usage_error
+from pbsweb.cli import BaseCommand, box_table, usage_error
 
 
 def _size(n):

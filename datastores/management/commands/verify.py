@@ -1,9 +1,7 @@
-from django.core.management.base import BaseCommand
-
 from datastores.cliutil import store_or_exit
 from datastores.engine.datastore import validate_ns
 from datastores.engine.errors import DatastoreError
-from pbsweb.cli import finish_task, usage_error
+from pbsweb.cli import BaseCommand, finish_task, usage_error
 from pbsweb.worker import run
 
 

@@ -8,10 +8,8 @@ so a host's token is enrolled with a role for the user and the same role for the
 """
 import re
 
-from django.core.management.base import BaseCommand
-
 from pbsweb.access import ROLES
-from pbsweb.cli import add_output_format, print_output, usage_error
+from pbsweb.cli import BaseCommand, add_output_format, print_output, usage_error
 from pbsweb.management.commands.user import existing_user
 from pbsweb.models import AclEntry, ApiToken
 

@@ -1,7 +1,5 @@
-from django.core.management.base import BaseCommand
-
 from pbsweb import tasklog
-from pbsweb.cli import add_output_format, print_output, usage_error
+from pbsweb.cli import BaseCommand, add_output_format, print_output, usage_error
 from pbsweb.models import Task
 from pbsweb.worker import request_stop
 

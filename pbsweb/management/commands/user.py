@@ -7,12 +7,11 @@ import json
 import re
 
 from django.contrib.auth import get_user_model
-from django.core.management.base import BaseCommand
 from django.db import transaction
 
 from pbsweb.access import REALMS
 from pbsweb.apitokens import create_token
-from pbsweb.cli import add_output_format, print_output, usage_error
+from pbsweb.cli import BaseCommand, add_output_format, print_output, usage_error
 from pbsweb.models import ApiToken
 
 USER_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}@([A-Za-z0-9_-]+)$")

@@ -6,10 +6,9 @@ The secret key is never printed.
 import json
 from pathlib import Path
 
-from django.core.management.base import BaseCommand
-
-from pbsweb.cli import add_output_format, box_table, finish_task, print_output, usage_error
+from pbsweb.cli import BaseCommand, add_output_format, box_table, finish_task, print_output, usage_error
 from pbsweb.errors import Conflict, UserError
+from pbsweb.registry import registry
 from remotes.engine.config import PROVIDERS
 from remotes.forms import LIMIT_FIELDS, PRICE_FIELDS
 from remotes.models import Remote
@@ -90,9 +89,15 @@ class Command(BaseCommand):
         test.add_argument("id")
         test.add_argument("--write", action="store_true", help="put, get and delete a probe object")
         test.add_argument("--probe", action="store_true", help="probe provider features (quirks)")
+        for extension in registry.command_extensions("remote"):  # other apps' subcommands
+            extension.add_subcommands(sub)
 
     def handle(self, *args, action, **opts):
-        getattr(self, f"do_{action}")(opts)
+        if hasattr(self, f"do_{action}"):
+            return getattr(self, f"do_{action}")(opts)
+        for extension in registry.command_extensions("remote"):
+            if action in extension.SUBCOMMANDS:
+                return extension.SUBCOMMANDS[action](self.stdout, opts)
 
     # -- helpers ---------------------------------------------------------------
     def _values(self, opts) -> dict:

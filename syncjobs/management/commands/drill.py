@@ -1,10 +1,10 @@
 """`drill run REMOTE [--remote-store PREFIX] [--sample N] [--seed N]`, `drill list`,
 `drill create ID --remote R [--remote-store P] [--sample N] [--schedule S]`, `drill remove ID`."""
 from django.core.exceptions import PermissionDenied
-from django.core.management.base import BaseCommand
 from django.utils import timezone
 
 from pbsweb.cli import (
+    BaseCommand,
     acting_user,
     add_auth_id,
     add_output_format,

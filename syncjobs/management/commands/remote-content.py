@@ -1,5 +1,4 @@
-from django.core.management.base import BaseCommand
-
+from pbsweb.cli import BaseCommand
 from syncjobs.remote_cli import add_content_arguments, do_content
 
 

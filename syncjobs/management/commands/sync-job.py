@@ -1,8 +1,7 @@
 """`sync-job create|list|show|run|update|remove` as proxmox-backup-manager's."""
 from django.core.exceptions import PermissionDenied
-from django.core.management.base import BaseCommand
 
-from pbsweb.cli import (acting_user, add_auth_id, add_output_format, box_table, finish_task, permission_error,
+from pbsweb.cli import (BaseCommand, acting_user, add_auth_id, add_output_format, box_table, finish_task, permission_error,
                         print_output, usage_error)
 from pbsweb.errors import UserError
 from syncjobs.engine.recover import parse_as_of

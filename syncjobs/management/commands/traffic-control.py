@@ -1,8 +1,7 @@
 """`traffic-control create|update|list|show|remove`: rate limits for sync jobs by time frame."""
-from django.core.management.base import BaseCommand
 from django.http import QueryDict
 
-from pbsweb.cli import add_output_format, box_table, print_output, usage_error
+from pbsweb.cli import BaseCommand, add_output_format, box_table, print_output, usage_error
 from syncjobs.forms import TrafficControlForm, rate_text
 from syncjobs.models import TrafficControlRule
 from syncjobs.serializers import rule_json
