@@ -1,10 +1,8 @@
 import json
 
-from django.core.management.base import BaseCommand
-
 from datastores.models import StorageNode
 from datastores.services import register_this_node
-from pbsweb.cli import box_table
+from pbsweb.cli import BaseCommand, box_table
 
 
 class Command(BaseCommand):
