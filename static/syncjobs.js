@@ -62,7 +62,8 @@
   document.addEventListener("DOMContentLoaded", function () {
     // a dialog the server rendered open (a bad value, or a page of its own) is a modal window
     const d = document.querySelector("dialog[open].syncjob-dialog, dialog[open].rule-dialog, " +
-                                     "dialog[open].drill-dialog, dialog[open].restore-dialog");
+                                     "dialog[open].drill-dialog, dialog[open].restore-dialog, " +
+                                     "dialog[open].syncjob-as-of-dialog");
     if (d) { d.close(); d.showModal(); }
   });
 })();

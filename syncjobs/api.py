@@ -4,8 +4,9 @@
     POST config/sync                 create
     GET/PUT/DELETE config/sync/<id>  show / update / remove
     GET  admin/sync                  jobs with their last-run state
-    POST admin/sync/<id>/run         start a run -> {"data": UPID}
+    POST admin/sync/<id>/run         start a run -> {"data": UPID} (as-of: pull the bucket as it was then)
     GET  admin/sync/<id>/plan        the next run's plan (syncjobs.plan.job_plan)
+    GET  admin/sync/<id>/prune-simulate  the remote retention's keep/remove marks (keep-* or the job's)
     GET/POST config/traffic-control, GET/PUT/DELETE config/traffic-control/<rule>
 
 Parameters, errors and CSRF: pbsweb.api.endpoint. Changes to jobs: syncjobs.services.
@@ -17,9 +18,10 @@ from django.urls import path
 from pbsweb.access import has_privilege, require
 from pbsweb.api import endpoint, ok, parse_bool, parse_text
 from pbsweb.errors import NotFound, UserError
+from syncjobs.engine.recover import parse_as_of
 from syncjobs.forms import SyncJobForm, TrafficControlForm, form_data_from_api, job_edit_data, rate_text
-from syncjobs.models import JOB_PRIV, SyncJob, TrafficControlRule
-from syncjobs.plan import job_plan
+from syncjobs.models import JOB_PRIV, KEEP_FIELDS, SyncJob, TrafficControlRule
+from syncjobs.plan import job_plan, keep_options, prune_simulation
 from syncjobs.serializers import job_to_json, rule_json
 from syncjobs.services import form_error, remove_sync_job, save_sync_job
 
@@ -90,7 +92,39 @@ def job_delete(request, id):
 @require(JOB_PRIV, _job_path)
 def job_run(request, id):
     reconcile = parse_bool(request.params.get("reconcile"), "reconcile", False)
-    return ok(_get(id).launch(request.user.username, reconcile=reconcile).upid)
+    job = _get(id)
+    as_of = request.params.get("as-of")
+    if as_of is not None:  # pull only: the bucket as it was then
+        if job.direction != "pull":
+            raise UserError("as-of", f"only a pull job reads the bucket as of a time ('{job.job_id}' pushes)")
+        try:
+            as_of = parse_as_of(parse_text(as_of, "as-of")).isoformat()
+        except ValueError as e:
+            raise UserError("as-of", str(e)) from None
+    return ok(job.launch(request.user.username, reconcile=reconcile, as_of=as_of).upid)
+
+
+@require("Datastore.Audit", _job_path)
+def job_prune_simulate(request, id):
+    """The remote retention's prune simulator: keep-* parameters, or the job's own keep options."""
+    job = _get(id)
+    remote_path = f"/remote/{job.remote.remote_id}"
+    if not has_privilege(request.user, "Remote.Audit", remote_path):  # it lists the bucket's snapshots
+        raise PermissionDenied(f"permission check failed: Remote.Audit on {remote_path}")
+    values = {}
+    for name in KEEP_FIELDS:
+        raw = request.params.get(name.replace("_", "-"))
+        if raw is None or raw == "":
+            continue
+        try:
+            values[name] = int(raw)
+            if values[name] < 0:
+                raise ValueError
+        except (TypeError, ValueError):
+            raise UserError(name.replace("_", "-"), f"expected a whole number >= 0, not {raw!r}") from None
+    data = prune_simulation(job, keep_options(values, job) if values else None)
+    data.pop("rows")
+    return ok(data)
 
 
 @require("Datastore.Audit", _job_path)
@@ -179,6 +213,7 @@ urlpatterns = [
     path("admin/sync", endpoint(GET=job_list)),
     path("admin/sync/<str:id>/run", endpoint(POST=job_run)),
     path("admin/sync/<str:id>/plan", endpoint(GET=job_plan_show)),
+    path("admin/sync/<str:id>/prune-simulate", endpoint(GET=job_prune_simulate)),
     path("config/traffic-control", endpoint(GET=rule_list, POST=rule_create)),
     path("config/traffic-control/<str:rule>", endpoint(GET=rule_show, PUT=rule_update, DELETE=rule_delete)),
 ]

@@ -504,6 +504,26 @@ class DrillJobForm(forms.Form):
 RESTORE_KEY_NONE, RESTORE_KEY_UPLOAD = "", "upload"
 
 
+AS_OF_HELP = ("Read the bucket as it was at this time (UTC), from the object versions it keeps "
+              "(Object Lock): what was deleted or overwritten later is read as it was")
+
+
+def as_of_field(required: bool) -> forms.CharField:
+    """An "As of (UTC)" time, as `--as-of` takes it (syncjobs.engine.recover.parse_as_of)."""
+    return forms.CharField(label="As of (UTC)", max_length=64, required=required, help_text=AS_OF_HELP,
+                           widget=forms.TextInput(attrs={"placeholder": "2026-11-30T18:00:00Z"}))
+
+
+def clean_as_of_value(value: str) -> str:
+    """'' (not given) or the time in ISO form; ValidationError with parse_as_of's reason."""
+    if not (value or "").strip():
+        return ""
+    try:
+        return parse_as_of(value).isoformat()
+    except ValueError as e:
+        raise forms.ValidationError(str(e)) from None
+
+
 class RemoteRestoreForm(forms.Form):
     """Restore archive (from Remote → Content): one archive of a bucket snapshot to a path here."""
 
@@ -517,6 +537,7 @@ class RemoteRestoreForm(forms.Form):
     keyfile = forms.FileField(label="Key file", required=False)
     passphrase = forms.CharField(label="Passphrase", required=False, max_length=1024,
                                  widget=forms.PasswordInput(render_value=False))
+    as_of = as_of_field(required=False)
 
     def __init__(self, *args, snapshot=None, **kwargs):
         super().__init__(*args, **kwargs)
@@ -533,6 +554,9 @@ class RemoteRestoreForm(forms.Form):
             match = [c for c, label in choices if c.startswith("store:") and snapshot.key_fingerprint in label]
             self.fields["key_source"].initial = match[0] if match else RESTORE_KEY_UPLOAD
         self.crypt = None
+
+    def clean_as_of(self):
+        return clean_as_of_value(self.cleaned_data.get("as_of"))
 
     def clean_target(self):
         value = self.cleaned_data["target"].strip()
@@ -613,3 +637,19 @@ class RecoverForm(forms.Form):
             return parse_as_of(self.cleaned_data["as_of"]).isoformat()
         except ValueError as e:
             raise forms.ValidationError(str(e)) from None
+
+
+class RunAsOfForm(forms.Form):
+    """Pull as of… (Sync Jobs): run a pull job reading the bucket as it was at a time."""
+
+    as_of = as_of_field(required=True)
+
+    def __init__(self, *args, job=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.job = job
+
+    def clean_as_of(self):
+        if self.job is not None and self.job.direction != "pull":
+            raise forms.ValidationError(f"only a pull job reads the bucket as of a time "
+                                        f"('{self.job.job_id}' pushes)")
+        return clean_as_of_value(self.cleaned_data["as_of"])

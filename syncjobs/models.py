@@ -74,10 +74,12 @@ class SyncJob(ScheduledJob):
     def acl_path(self) -> str:
         return f"/datastore/{self.store.name}"
 
-    def start(self, user: str, reconcile: bool = False, **run_options) -> Task:
+    def start(self, user: str, reconcile: bool = False, as_of: str | None = None, **run_options) -> Task:
         args = {"job_id": self.job_id}
         if reconcile:
             args["reconcile"] = True
+        if as_of:  # pull only: the bucket as it was then (an ISO time, checked by the caller)
+            args["as_of"] = as_of
         return run("syncjobs.tasks.run_sync_job", "syncjob", self.worker_id, user, args,
                    store=self.store.name, job=self.job_id, **run_options)
 

@@ -5,6 +5,7 @@ job page and the API.
 """
 from datetime import datetime
 
+from datastores.engine.prune import KeepOptions
 from pbsweb.errors import UserError
 from remotes.engine.client import RequestCounters
 from remotes.engine.cost import format_usd, load_pricing, run_cost
@@ -12,8 +13,10 @@ from remotes.models import record_usage
 from syncjobs.engine.bucket import Bucket, SyncError
 from syncjobs.engine.common import fmt_bytes, fmt_eta
 from syncjobs.engine.plan import plan_push
+from syncjobs.engine.retention import simulate_remote_prune
+from syncjobs.engine.scope import Scope
 from syncjobs.engine.ratelimit import transfer_seconds
-from syncjobs.models import SyncJob
+from syncjobs.models import KEEP_FIELDS, SyncJob
 from syncjobs.tasks import open_inventory, push_options, rate_rules
 
 
@@ -90,3 +93,43 @@ def plan_rows(data: dict) -> list[tuple[str, str]]:
     ]
     rows += [("note", n) for n in data["notes"]]
     return rows
+
+
+# -- the prune simulator of the remote retention -----------------------------------------------
+
+def keep_options(values: dict | None, job: SyncJob) -> KeepOptions:
+    """Keep options from `values` ({keep_daily: N, ...}, None for none given), else the job's own."""
+    if values:
+        return KeepOptions(**{k: v for k, v in values.items() if k in KEEP_FIELDS and v is not None})
+    return job.remote_keep or KeepOptions()
+
+
+def prune_simulation(job: SyncJob, keep: KeepOptions | None = None) -> dict:
+    """Which of the bucket's snapshots in the job's scope the remote retention `keep` (default: the
+    job's) keeps and removes, each group as PBS prunes (syncjobs.engine.retention), read from the
+    prefix's inventory: no request. The CLI's JSON, the API's data and the simulator table."""
+    if job.direction != "push":
+        raise UserError("id", f"sync job '{job.job_id}' pulls: a remote retention prunes what a push job "
+                              "keeps in the bucket")
+    keep = keep if keep is not None else keep_options(None, job)
+    remote = job.remote
+    inventory = open_inventory(remote, remote.config(), job.remote_store)
+    try:
+        listed = inventory.reconciled_at
+        rows = simulate_remote_prune(inventory, Scope(job.ns, job.max_depth, tuple(job.group_filter or [])), keep)
+    finally:
+        inventory.close()
+    notes = []
+    if not keep.any():
+        notes.append("no keep option: everything is kept (without its own retention the job mirrors local "
+                     "retention with remove-vanished)")
+    if listed is None:
+        notes.append("the job has not run yet: the bucket's snapshots are known after its first run")
+    return {
+        "id": job.job_id, "remote": remote.remote_id, "remote-store": job.remote_store,
+        "keep": {k.replace("_", "-"): getattr(keep, k) for k in KEEP_FIELDS if getattr(keep, k)},
+        "kept": sum(1 for r in rows if r.kept), "removed": sum(1 for r in rows if not r.kept),
+        "snapshots": [{"ns": r.ns, "backup-type": r.backup_type, "backup-id": r.backup_id, "backup-time": r.time,
+                       "snapshot": r.name, "keep": r.kept, "mark": r.mark} for r in rows],
+        "rows": rows, "notes": notes,
+    }

@@ -18,6 +18,7 @@ from remotes.engine.client import RequestCounters
 from remotes.engine.errors import explain_error
 from remotes.management.commands import remote as remote_cmd
 from remotes.models import Remote, record_usage
+from syncjobs.engine.asof import AsOfBucket
 from syncjobs.engine.bucket import SyncError
 from syncjobs.engine.common import fmt_bytes
 from syncjobs.engine.recover import parse_as_of
@@ -33,6 +34,8 @@ def add_content_arguments(parser) -> None:
     parser.add_argument("id", help="remote ID")
     add_remote_store(parser, "prefix in the bucket (default: every datastore in the bucket)", default=None)
     parser.add_argument("--ns", default="")
+    parser.add_argument("--as-of", dest="as_of", default=None, metavar="TIME",
+                        help="the snapshots as they were then (object versions; needs --remote-store)")
     parser.add_argument("--output-format", choices=["text", "json", "json-pretty"], default="text")
 
 
@@ -44,6 +47,19 @@ def add_restore_arguments(parser) -> None:
     parser.add_argument("target")
     parser.add_argument("--keyfile", default=None)
     parser.add_argument("--ns", default="")
+    parser.add_argument("--as-of", dest="as_of", default=None, metavar="TIME",
+                        help="read the bucket as it was then (object versions; Object Lock), "
+                             "e.g. 2026-11-30T18:00:00Z")
+
+
+def _as_of(opts):
+    """--as-of parsed (None when not given); a bad one is a usage error naming the option."""
+    if opts.get("as_of") is None:
+        return None
+    try:
+        return parse_as_of(opts["as_of"])
+    except ValueError as e:
+        raise usage_error(f"--as-of: {e}") from None
 
 
 def _remote(remote_id):
@@ -86,6 +102,12 @@ def do_content(stdout, opts) -> None:
         ns = normalize_ns(opts.get("ns") or "")
     except ValueError as e:
         raise usage_error(f"--ns: {str(e).removeprefix('ns: ')}") from None
+    as_of = _as_of(opts)
+    if as_of is not None:
+        if not (opts.get("remote_store") or "").strip("/"):
+            raise usage_error("--remote-store: required with --as-of (the prefix need not hold its marker now)")
+        do_content_as_of(stdout, obj, opts["remote_store"].strip("/"), ns, as_of, fmt)
+        return
     counters = RequestCounters()
     try:
         client = obj.client(counters=counters)
@@ -126,6 +148,36 @@ def do_content(stdout, opts) -> None:
         stdout.write(f"warning: {w}")
 
 
+def do_content_as_of(stdout, obj, prefix: str, ns: str, as_of, fmt: str) -> None:
+    """`remote content ID --remote-store P --as-of TIME`: the prefix's snapshots as they were then."""
+    counters = RequestCounters()
+    try:
+        bucket = AsOfBucket(make_bucket(obj, obj.client(counters=counters), prefix), as_of)
+        try:
+            bucket.check()
+        except SyncError as e:
+            if e.code != "AsOfEmpty":
+                raise
+            raise usage_error(f"--{e}") from None
+        listing = list_snapshots(bucket, ns)
+    except CommandError:
+        raise
+    except Exception as e:
+        raise CommandError(f"remote {obj.remote_id}: {_s3_error(e, obj)}", returncode=1) from None
+    finally:
+        _record(obj, counters)
+    items = [snapshot_json(s, prefix) for s in listing.snapshots]
+    if fmt != "text":
+        stdout.write(json.dumps(items, indent=2 if fmt == "json-pretty" else None))
+        return
+    stdout.write(f"s3://{obj.bucket}/{prefix} as of {as_of.isoformat()}:")
+    rows = [[(f"ns:{it['ns']}: " if it["ns"] else "") + it["snapshot"], fmt_size(it["size"]), len(it["files"]),
+             f"yes ({it['fingerprint']})" if it["encrypted"] else "no"] for it in items]
+    stdout.write(box_table(["snapshot", "size", "files", "encrypted"], rows))
+    for p in listing.unreadable:
+        stdout.write(f"unreadable manifest: {p}")
+
+
 def do_restore(stdout, opts) -> None:
     obj = _remote(opts["id"])
     prefix = (opts["remote_store"] or "").strip("/")
@@ -142,12 +194,13 @@ def do_restore(stdout, opts) -> None:
         filename = archive_filename(opts["archive"])
     except DatastoreError as e:
         raise usage_error(f"archive: {e}") from None
+    as_of = _as_of(opts)
     try:
-        snap, error = fetch_snapshot(obj, prefix, rel_dir)
+        snap, error = fetch_snapshot(obj, prefix, rel_dir, as_of)
     except Exception as e:
         raise CommandError(f"remote {obj.remote_id}: {_s3_error(e, obj)}", returncode=1) from None
     if snap is None:
-        raise usage_error(error)
+        raise usage_error(f"--{error}" if error.startswith("as-of") else error)
     names = [f.filename for f in snap.files]
     if filename not in names:
         raise usage_error(f"archive: snapshot {snap.name} has no archive {opts['archive']} "
@@ -169,9 +222,12 @@ def do_restore(stdout, opts) -> None:
         if snap.key_fingerprint and crypt.fingerprint != snap.key_fingerprint:
             raise usage_error(f"keyfile: wrong key: snapshot {snap.name} is encrypted with key "
                               f"{snap.key_fingerprint}, the key file has {crypt.fingerprint}")
+    args = {"remote": obj.remote_id, "remote_store": prefix, "snapshot": snap.rel_dir,
+            "archive": opts["archive"], "target": target}
+    if as_of is not None:
+        args["as_of"] = as_of.isoformat()
     task = run("syncjobs.tasks.restore_from_remote", "reader", f"{obj.remote_id}:{prefix}:{snap.rel_dir}",
-               "root@pam", {"remote": obj.remote_id, "remote_store": prefix, "snapshot": snap.rel_dir,
-                            "archive": opts["archive"], "target": target},
+               "root@pam", args,
                inline=True, echo=stdout, private={"crypt": crypt} if crypt is not None else None)
     finish_task(task)
 

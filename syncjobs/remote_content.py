@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 
 from datastores.engine.errors import DatastoreError
 from remotes.engine.client import RequestCounters
 from remotes.models import record_usage
+from syncjobs.engine.asof import AsOfBucket
 from syncjobs.engine.bucket import Bucket, SyncError
 from syncjobs.engine.bucket_source import Listing, RemoteSnapshot, list_snapshots, remote_snapshot
 from syncjobs.engine.scope import MANIFEST_NAME, MARKER_NAME, normalize_ns, parse_snapshot_dir
@@ -81,8 +83,9 @@ def record_requests(remote, counters) -> None:
         pass
 
 
-def fetch_snapshot(obj, prefix: str, rel_dir: str):
-    """The bucket snapshot (its manifest only), or None and a message why not."""
+def fetch_snapshot(obj, prefix: str, rel_dir: str, as_of: datetime | None = None):
+    """The bucket snapshot (its manifest only), or None and a message why not (naming the
+    field: snapshot, or as-of). With `as_of` the snapshot as it was then (AsOfBucket)."""
     rd = (rel_dir or "").strip("/")
     if parse_snapshot_dir(rd) is None:
         return None, f"snapshot: '{rel_dir}' is not a snapshot path ([ns/…/]<type>/<id>/<time>)"
@@ -90,11 +93,17 @@ def fetch_snapshot(obj, prefix: str, rel_dir: str):
     bucket = make_bucket(obj, obj.client(counters=counters), prefix)
     rel = f"{rd}/{MANIFEST_NAME}"
     try:
+        if as_of is not None:
+            bucket = AsOfBucket(bucket, as_of)
+            bucket.check()
         blob = bucket.get_if_exists(rel)
         if blob is None:
-            return None, f"snapshot: s3://{bucket.bucket}/{bucket.key(rel)} does not exist"
+            when = f" at {as_of.isoformat()}" if as_of is not None else ""
+            return None, f"snapshot: s3://{bucket.bucket}/{bucket.key(rel)} does not exist{when}"
         return remote_snapshot(rd, {}, blob, bucket.key(rel)), ""
-    except (SyncError, DatastoreError) as e:
+    except SyncError as e:
+        return None, str(e) if e.code == "AsOfEmpty" else f"snapshot: {e}"
+    except DatastoreError as e:
         return None, f"snapshot: {e}"
     finally:
         record_requests(obj, counters)

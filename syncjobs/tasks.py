@@ -25,7 +25,8 @@ from pbsweb.worker import TaskError, task_function, user_message
 from remotes.engine.client import KINDS, RequestCounters, summary_line
 from remotes.models import Remote, record_usage
 from remotes.usage import cap_guard, limits_text
-from syncjobs.engine.bucket import Bucket
+from syncjobs.engine.asof import AsOfBucket
+from syncjobs.engine.bucket import Bucket, SyncError
 from syncjobs.engine.common import fmt_bytes
 from syncjobs.engine.drill import DrillResult, drill_prefix
 from syncjobs.engine.drill_budget import drill_slice
@@ -108,15 +109,18 @@ def push_options(job: SyncJob, **extra):
     return PushOptions(ns=job.ns, max_depth=job.max_depth, group_filter=list(job.group_filter or []),
                        remove_vanished=job.remove_vanished, transfer_last=job.transfer_last,
                        workers=job.workers, force=job.force,
-                       min_storage_days=job.remote.min_storage_days or 0,
+                       min_storage_days=job.remote.effective_min_storage_days,  # with the provider's (Wasabi 90)
                        lock_days=job.remote.object_lock_days, lock_mode=job.remote.object_lock_mode, **extra)
 
 
 @task_function
-def run_sync_job(reporter, job_id: str, reconcile: bool = False) -> dict:
+def run_sync_job(reporter, job_id: str, reconcile: bool = False, as_of: str | None = None) -> dict:
+    """A push or pull run; `as_of` (pull only) reads the bucket as it was at that time."""
     job = SyncJob.objects.select_related("store", "remote").filter(job_id=job_id).first()
     if job is None:
         raise RuntimeError(f"sync job '{job_id}' does not exist (removed?)")
+    if as_of and job.direction != "pull":
+        raise TaskError("as-of: only a pull job reads the bucket as of a time (this job pushes)")
     task = reporter.task
     remote = job.remote
     reporter.log(f"Starting datastore sync job '{job.worker_id}'")
@@ -128,6 +132,9 @@ def run_sync_job(reporter, job_id: str, reconcile: bool = False) -> dict:
                     skip_if_none_match=cfg.skip_if_none_match,
                     delete_via_delete_object=cfg.delete_via_delete_object)
     where = f"remote '{remote.remote_id}' (s3://{cfg.bucket}/{job.remote_store})"
+    if as_of:
+        bucket = AsOfBucket(bucket, parse_as_of(as_of))
+        where += f" as of {bucket.as_of.isoformat()}"
     if job.direction == "pull":
         reporter.log(f"sync datastore '{job.store.name}' from {where}")
     else:
@@ -143,6 +150,8 @@ def run_sync_job(reporter, job_id: str, reconcile: bool = False) -> dict:
     if keep is not None:
         scope.append("own remote retention " + " ".join(
             f"{name.replace('_', '-')} {getattr(keep, name)}" for name in KEEP_FIELDS if getattr(keep, name)))
+    elif as_of:
+        scope.append("remove-vanished no (reading as of a time: nothing local is removed)")
     else:
         scope.append(f"remove-vanished {'yes' if job.remove_vanished else 'no'}")
     reporter.log("scope: " + "; ".join(scope))
@@ -150,14 +159,23 @@ def run_sync_job(reporter, job_id: str, reconcile: bool = False) -> dict:
     reporter.log(rate_text)
     reporter.log(limits_text(remote, guard))
     store = job.store.engine()
-    inventory = open_inventory(remote, cfg, job.remote_store)
+    if as_of:  # the view of a past time is not what the prefix holds: its inventory learns nothing
+        try:
+            keys = bucket.check()
+        except SyncError as e:
+            record_usage(remote, counters.snapshot(), task)
+            raise TaskError(str(e)) from None
+        reporter.log(f"as of {bucket.as_of.isoformat()}: {keys} objects were current in the prefix "
+                     "(one ListObjectVersions listing; each read names its version)")
+    inventory = None if as_of else open_inventory(remote, cfg, job.remote_store)
     result = None
     try:
         if job.direction == "pull":
             if reconcile:
                 reporter.log("pull always lists the bucket prefix; nothing extra to reconcile")
             options = PullOptions(ns=job.ns, max_depth=job.max_depth, group_filter=list(job.group_filter or []),
-                                  remove_vanished=job.remove_vanished, transfer_last=job.transfer_last,
+                                  remove_vanished=job.remove_vanished and not as_of,
+                                  transfer_last=job.transfer_last,
                                   workers=job.workers, limiter=limiter, counters=counters)
             result = pull_sync(bucket, store, inventory, options, reporter)
         else:
@@ -165,7 +183,8 @@ def run_sync_job(reporter, job_id: str, reconcile: bool = False) -> dict:
             result = push_sync(store, bucket, inventory, options, reporter)
             stored = inventory_bytes(inventory)
     finally:
-        inventory.close()
+        if inventory is not None:
+            inventory.close()
         snap = counters.snapshot()
         try:
             record_usage(remote, snap, task)
@@ -194,7 +213,8 @@ def run_sync_job(reporter, job_id: str, reconcile: bool = False) -> dict:
             line += f" - {_why_nothing(result)}"
         reporter.log(line)
     if result.objects_deleted or result.deferred_chunks or result.snapshots_removed or result.deferred_snapshots:
-        why = [f"provider minimum storage {remote.min_storage_days} days"] if remote.min_storage_days else []
+        min_days = remote.effective_min_storage_days
+        why = [f"provider minimum storage {min_days} days"] if min_days else []
         if remote.object_lock_days:
             why.append(f"Object Lock {remote.object_lock_days} days")
         reporter.log(f"Summary: removed {len(result.snapshots_removed)} vanished snapshots, deleted "
@@ -410,9 +430,10 @@ def load_restore_key(token: str):
 
 @task_function
 def restore_from_remote(reporter, remote: str, remote_store: str, snapshot: str, archive: str, target: str,
-                        key_store: str | None = None, key_token: str | None = None, crypt=None) -> None:
+                        key_store: str | None = None, key_token: str | None = None, crypt=None,
+                        as_of: str | None = None) -> None:
     """Task `reader`: restore one archive of a bucket snapshot to a path on this server,
-    fetching only that archive's chunks, each verified."""
+    fetching only that archive's chunks, each verified; `as_of`: the versions current then."""
 
 
     obj = Remote.objects.filter(remote_id=remote).first()
@@ -428,11 +449,19 @@ def restore_from_remote(reporter, remote: str, remote_store: str, snapshot: str,
     task = reporter.task
     counters = RequestCounters()
     bucket = make_bucket(obj, obj.client(counters=counters), remote_store)
-    reporter.log(f"restore {archive} of s3://{bucket.bucket}/{bucket.key(snapshot)} to {target}"
+    if as_of:
+        bucket = AsOfBucket(bucket, parse_as_of(as_of))
+    reporter.log(f"restore {archive} of s3://{bucket.bucket}/{bucket.key(snapshot)}"
+                 + (f" as of {bucket.as_of.isoformat()}" if as_of else "") + f" to {target}"
                  + (f" with key {crypt.fingerprint}" if crypt is not None else ""))
     target = os.path.abspath(target)
     work_dir = os.path.dirname(target.rstrip("/")) or None
     try:
+        if as_of:
+            try:
+                bucket.check()
+            except SyncError as e:
+                raise TaskError(str(e)) from None
         os.makedirs(work_dir, exist_ok=True)
         restore_from_bucket(bucket, snapshot, archive, target, crypt, work_dir=work_dir, reporter=reporter)
     finally:

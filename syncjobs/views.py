@@ -11,12 +11,13 @@ from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.encoding import iri_to_uri
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
+from datastores.forms import KeepForm
 from datastores.models import Datastore
 from pbsweb.access import forbidden, has_privilege, require
 from pbsweb.errors import UserError
-from syncjobs.forms import SCHEDULE_PRESETS, SyncJobForm, TrafficControlForm
-from syncjobs.models import JOB_PRIV, SyncJob, TrafficControlRule
-from syncjobs.plan import job_plan, plan_rows
+from syncjobs.forms import SCHEDULE_PRESETS, RunAsOfForm, SyncJobForm, TrafficControlForm
+from syncjobs.models import JOB_PRIV, KEEP_FIELDS, SyncJob, TrafficControlRule
+from syncjobs.plan import job_plan, keep_options, plan_rows, prune_simulation
 from syncjobs.services import remove_sync_job, save_sync_job
 RULE_PRIV = "Sys.Modify"
 
@@ -95,8 +96,9 @@ def _save(request, form: SyncJobForm, next_url: str):
 
 
 def _dialog_response(request, form, *, action: str, title_action: str, next_url: str, store_name=None,
-                     plan_url: str = ""):
+                     plan_url: str = "", sim_url: str = ""):
     ctx = {"form": form, "action": action, "title_action": title_action, "next": next_url, "plan_url": plan_url,
+           "sim_url": sim_url,
            "schedule_presets": SCHEDULE_PRESETS,
            "direction": (form.data.get("direction") if form.is_bound else form.initial.get("direction"))
            or "push"}
@@ -146,9 +148,11 @@ def job_edit(request, job):
             return response
     else:
         form = SyncJobForm(instance=job)
+    push = job.direction == "push"
     return _dialog_response(request, form, action=f"/sync-jobs/{job.job_id}/edit/", title_action="Edit",
                             next_url=next_url, store_name=job.store.name,
-                            plan_url=f"/sync-jobs/{job.job_id}/plan/" if job.direction == "push" else "")
+                            plan_url=f"/sync-jobs/{job.job_id}/plan/" if push else "",
+                            sim_url=f"/sync-jobs/{job.job_id}/prune-simulate/" if push else "")
 
 
 @require_POST
@@ -165,6 +169,26 @@ def job_run(request, job):
     reconcile = request.POST.get("reconcile") in ("1", "true", "on")
     task = job.launch(request.user.username, reconcile=reconcile)
     return _done(request, task.url)
+
+
+@require_http_methods(["GET", "POST"])
+@require(JOB_PRIV, _job_acl_path)
+def job_run_as_of(request, job):
+    """Pull as of…: the dialog (GET) and starting the pull reading the bucket as it was then (POST)."""
+    job = get_object_or_404(SyncJob.objects.select_related("store", "remote"), job_id=job)
+    next_url = _next_url(request, f"/datastore/{job.store.name}/sync-jobs/")
+    if request.method == "POST":
+        form = RunAsOfForm(request.POST, job=job)
+        if form.is_valid():
+            task = job.launch(request.user.username, as_of=form.cleaned_data["as_of"])
+            return _done(request, task.url)
+    else:
+        form = RunAsOfForm(job=job)
+    ctx = {"job": job, "form": form, "next": next_url}
+    if request.htmx:
+        return render(request, "syncjobs/run_as_of_dialog.html", ctx)
+    status = 400 if form.is_bound and form.errors else 200
+    return _render_list(request, job.store, {"as_of_dialog": ctx}, status=status)
 
 
 @require_safe
@@ -185,6 +209,31 @@ def job_plan_view(request, job):
     if request.htmx:
         return render(request, "syncjobs/plan_dialog.html", ctx)
     return _render_list(request, job.store, {"plan_dialog": ctx})
+
+
+@require_safe
+@require("Datastore.Audit", _job_acl_path)
+def job_prune_simulate(request, job):
+    """The prune simulator of a push job's own remote retention (htmx fragment): which bucket snapshots
+    the keep options given (the dialog's), or else the job's, keep or remove."""
+    job = get_object_or_404(SyncJob.objects.select_related("store", "remote"), job_id=job)
+    remote_path = f"/remote/{job.remote.remote_id}"
+    if not has_privilege(request.user, "Remote.Audit", remote_path):  # it shows what the bucket holds
+        return forbidden(f"permission check failed: Remote.Audit on {remote_path}")
+    given = any(name in request.GET for name in KEEP_FIELDS)
+    form = KeepForm(request.GET if given else {name: getattr(job, name) for name in KEEP_FIELDS
+                                               if getattr(job, name) is not None})
+    ctx = {"job": job, "form": form, "rows": [], "error": None, "notes": [], "kept": 0, "removed": 0}
+    if form.is_valid():
+        try:
+            data = prune_simulation(job, keep_options(form.keep(), job) if given else None)
+        except UserError as e:
+            ctx["error"] = e.message
+        else:
+            ctx.update(rows=[{"ref": r, "mark": r.mark, "kept": r.kept} for r in data["rows"]],
+                       notes=data["notes"], kept=data["kept"], removed=data["removed"])
+    status = 400 if form.errors or ctx["error"] else 200
+    return render(request, "syncjobs/_prune_sim.html", ctx, status=status)
 
 
 @require_safe

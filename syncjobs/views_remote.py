@@ -18,7 +18,9 @@ from remotes.engine.client import RequestCounters
 from remotes.engine.errors import explain_error
 from remotes.models import Remote
 from syncjobs.drills import drill_status
+from syncjobs.engine.asof import AsOfBucket
 from syncjobs.engine.bucket import SyncError
+from syncjobs.engine.recover import parse_as_of
 from syncjobs.engine.scope import normalize_ns
 from syncjobs.forms import SCHEDULE_PRESETS, DrillJobForm, RecoverForm, RemoteRestoreForm
 from syncjobs.models import DrillJob
@@ -51,13 +53,17 @@ def _done(request, url: str):
 
 # -- Remote → Content -----------------------------------------------------------------------
 
+class _NoListing(Exception):
+    """The content page shows its as-of error instead of a listing."""
+
+
 @require_safe
 @require("Remote.Audit", _remote_path)
 def remote_content(request, remote):
     obj = get_object_or_404(Remote, remote_id=remote)
     counters = RequestCounters()
     ctx = {"r": obj, "stores": [], "store": None, "listing": None, "groups": [], "error": "",
-           "drill": drill_status(obj), "ns": "", "namespaces": [],
+           "drill": drill_status(obj), "ns": "", "namespaces": [], "as_of": "", "as_of_store": "", "as_of_error": "",
            "can_pull": has_privilege(request.user, "Datastore.Modify", "/"),
            "can_restore": has_privilege(request.user, RESTORE_PRIV, f"/remote/{remote}")
            and has_privilege(request.user, "Sys.Modify", "/")}
@@ -66,7 +72,10 @@ def remote_content(request, remote):
         ctx["stores"] = stores = store_prefixes(make_bucket(obj, client))
         wanted = request.GET.get("remote_store")
         names = [s.prefix for s in stores]
-        if wanted is not None and wanted.strip("/") in names:
+        as_of_wanted = bool((request.GET.get("as_of") or "").strip())
+        ctx["as_of_store"] = (wanted or "").strip("/")
+        if wanted is not None and (wanted.strip("/") in names or as_of_wanted and wanted.strip("/")):
+            # as of a time the prefix need not hold a datastore marker now (deleted since)
             ctx["store"] = wanted.strip("/")
         elif wanted:
             ctx["error"] = f"remote_store: the bucket has no datastore under prefix '{wanted}'"
@@ -79,7 +88,21 @@ def remote_content(request, remote):
                 ctx["error"] = str(e)
                 ns = ""
             ctx["ns"] = ns
-            listing = list_snapshots(make_bucket(obj, client, ctx["store"]), ns)
+            bucket = make_bucket(obj, client, ctx["store"])
+            as_of = (request.GET.get("as_of") or "").strip()
+            if as_of:  # the prefix as it was then (object versions), e.g. to restore from before an attack
+                ctx["as_of"] = as_of
+                try:
+                    bucket = AsOfBucket(bucket, parse_as_of(as_of))
+                    ctx["as_of"] = bucket.as_of.isoformat()
+                    bucket.check()
+                except ValueError as e:
+                    ctx["as_of_error"] = f"as_of: {e}"
+                    raise _NoListing() from None
+                except SyncError as e:
+                    ctx["as_of_error"] = f"as_of: {e}" if e.code == "AsOfEmpty" else str(e)
+                    raise _NoListing() from None
+            listing = list_snapshots(bucket, ns)
             ctx["listing"] = listing
             ctx["groups"] = listing.groups()
             # navigation without extra requests: Root, the chosen namespace's ancestors, it and its children
@@ -88,6 +111,8 @@ def remote_content(request, remote):
             ctx["namespaces"] = listing.namespaces()
             ctx["all_namespaces"] = sorted(ancestors | {ns} | (set(listing.namespaces()) - {""} if ns
                                                                else set(listing.namespaces())))
+    except _NoListing:
+        pass
     except SyncError as e:
         ctx["error"] = str(e)
     except Exception as e:  # connection refused, TLS, bad credentials: say what, no traceback
@@ -110,7 +135,17 @@ def remote_restore(request, remote):
     obj = get_object_or_404(Remote, remote_id=remote)
     params = request.POST if request.method == "POST" else request.GET
     prefix = (params.get("remote_store") or "").strip("/")
-    snap, error = fetch_snapshot(obj, prefix, params.get("snapshot", ""))
+    as_of, as_of_error = None, ""
+    if (params.get("as_of") or "").strip():
+        try:
+            as_of = parse_as_of(params["as_of"])
+        except ValueError as e:  # the form names the field (below); the snapshot as it is now
+            as_of_error = f"as_of: {e}"
+    snap, error = fetch_snapshot(obj, prefix, params.get("snapshot", ""), as_of)
+    if snap is None and error.startswith("as-of"):
+        error = f"as_of: {error}"
+    if snap is None and as_of_error:
+        error = as_of_error
     if snap is None:
         ctx = {"r": obj, "error": error, "form": None, "prefix": prefix}
         if request.htmx:  # htmx swaps only 2xx answers
@@ -123,6 +158,8 @@ def remote_restore(request, remote):
             d = form.cleaned_data
             args = {"remote": obj.remote_id, "remote_store": prefix, "snapshot": snap.rel_dir,
                     "archive": d["archive"], "target": d["target"]}
+            if d.get("as_of"):
+                args["as_of"] = d["as_of"]
             if d.get("key_store"):
                 args["key_store"] = d["key_store"]
             elif d.get("keyfile_text"):
@@ -131,7 +168,7 @@ def remote_restore(request, remote):
                               f"{obj.remote_id}:{prefix}:{snap.rel_dir}", request.user.username, args)
             return _done(request, task.url)
     else:
-        initial = {"remote_store": prefix, "snapshot": snap.rel_dir}
+        initial = {"remote_store": prefix, "snapshot": snap.rel_dir, "as_of": as_of.isoformat() if as_of else ""}
         if params.get("archive"):
             initial["archive"] = params["archive"]
         form = RemoteRestoreForm(initial=initial, snapshot=snap)

@@ -93,6 +93,8 @@ ENDPOINTS = [
     ("GET", "/remotes/remote1/recover/", "Remote.Modify", RM, None, False, 200),
     ("GET", "/sync-jobs/job1/plan/", PLAN, None, None, False, 200),
     ("GET", "/api2/json/admin/sync/job1/plan", PLAN, None, None, True, 400),  # the bucket is unreachable
+    ("GET", "/sync-jobs/job1/prune-simulate/", PLAN, None, None, False, 200),  # reads the inventory only
+    ("GET", "/api2/json/admin/sync/job1/prune-simulate", PLAN, None, None, True, 200),
     # restoring writes to this server: Remote.Read on the remote and Sys.Modify on /
     ("GET", "/remotes/remote1/content/restore/", RESTORE, None, None, False, 404),  # no snapshot named
     ("GET", "/drills/", "Remote.Audit", "/remote", None, False, 200),
@@ -102,6 +104,7 @@ ENDPOINTS = [
     ("GET", "/sync-jobs/add/?store=store1", "Datastore.Modify", DS, None, False, 200),
     ("GET", "/sync-jobs/job1/edit/", "Datastore.Modify", DS, None, False, 200),
     ("GET", "/sync-jobs/job1/log/", "Datastore.Audit", DS, None, False, 302),
+    ("GET", "/sync-jobs/job1/run-as-of/", "Datastore.Modify", DS, None, False, 200),
     ("GET", "/traffic-control/add/", "Sys.Modify", "/", None, False, 200),
     ("GET", "/traffic-control/rule1/edit/", "Sys.Modify", "/", None, False, 200),
     ("POST", "/datastore/create/", "Datastore.Allocate", "/datastore", {}, False, 400),
@@ -137,6 +140,7 @@ ENDPOINTS = [
     ("POST", "/sync-jobs/add/", "Datastore.Modify", DS, {"store": "store1"}, False, 400),
     ("POST", "/sync-jobs/job1/edit/", "Datastore.Modify", DS, {}, False, 400),
     ("POST", "/sync-jobs/job1/run/", "Datastore.Modify", DS, {}, False, 302),
+    ("POST", "/sync-jobs/job1/run-as-of/", "Datastore.Modify", DS, {}, False, 400),  # as_of required
     ("POST", "/traffic-control/add/", "Sys.Modify", "/", {}, False, 400),
     ("POST", "/traffic-control/rule1/edit/", "Sys.Modify", "/", {}, False, 400),
     ("POST", "/notifications/add/", "Sys.Modify", "/", {}, False, 400),

@@ -69,3 +69,22 @@ def test_add_and_run_in_browser(admin_user, web_server, celery_worker, page, tmp
     # back on the tab, the grid shows the last run
     page.goto(f"{web_server.url}/datastore/store1/sync-jobs/")
     expect(page.locator('#syncjob-grid tr[data-id="offsite"] .sync-status')).to_have_text("OK")
+
+    # the dialog's prune simulator of an own remote retention: the bucket's snapshot, as the keep options say
+    page.locator('#syncjob-grid tr[data-id="offsite"]').click()
+    page.get_by_role("button", name="Edit").click()
+    dialog = page.locator("dialog.syncjob-dialog")
+    dialog.locator("#id_keep_last").fill("1")
+    dialog.get_by_role("button", name="Simulate retention").click()
+    expect(dialog.locator("#sync-prune-sim .sim-summary")).to_have_text("1 kept, 0 removed")
+    expect(dialog.locator("#sync-prune-sim tr.sim-keep")).to_have_count(1)
+    dialog.get_by_role("button", name="Cancel").click()
+
+    # Pull as of…: a push job refuses, the reason under the field
+    page.locator('#syncjob-grid tr[data-id="offsite"]').click()
+    page.get_by_role("button", name="Pull as of…").click()
+    dialog = page.locator("dialog.syncjob-as-of-dialog")
+    dialog.locator("#id_as_of").fill("2026-01-01T00:00:00Z")
+    dialog.get_by_role("button", name="Pull").click()
+    expect(page.locator('dialog.syncjob-as-of-dialog .field-error[data-field="as_of"]')).to_contain_text(
+        "only a pull job reads the bucket as of a time")

@@ -127,10 +127,12 @@ class Bucket:
         except (ClientError, BotoCoreError) as exc:
             raise self._error("PutObjectRetention", rel, exc) from exc
 
-    def get(self, rel: str) -> bytes:
+    def get(self, rel: str, version: str | None = None) -> bytes:
+        """The object's bytes (that version of it with `version`)."""
+        extra = {"VersionId": version} if version else {}
         for attempt in range(1, BODY_ATTEMPTS + 1):
             try:
-                resp = self.client.get_object(Bucket=self.bucket, Key=self.key(rel))
+                resp = self.client.get_object(Bucket=self.bucket, Key=self.key(rel), **extra)
             except (ClientError, BotoCoreError) as exc:  # botocore already retried these
                 raise self._error("GET", rel, exc) from exc
             try:

@@ -34,7 +34,7 @@ from datastores.engine.blob import check_blob_crc
 from datastores.engine.errors import CorruptionError, DatastoreError
 from datastores.engine.index import read_index
 from datastores.engine.manifest import Manifest
-from datastores.engine.prune import KeepOptions, PruneItem, compute_prune, prune_mark_kept
+from datastores.engine.prune import KeepOptions, prune_mark_kept
 from datastores.engine.report import Reporter
 from datastores.engine.source import check_chunk
 
@@ -43,6 +43,7 @@ from .bucket_source import BucketSource
 from .common import (Arrivals, Progress, SyncResult, counters_delta, fmt_bytes, fmt_rate,
                      map_bounded, requests_line)
 from .inventory import Inventory, chunk_rel, parse_chunk_rel
+from .retention import policy_marks
 from .scope import (LOCAL_ONLY_FILES, MANIFEST_NAME, MARKER_NAME, Scope, parse_snapshot_dir,
                     parse_snapshot_file)
 
@@ -463,16 +464,8 @@ class _Pusher:
 
     def _policy_marks(self, candidates: dict[str, object]) -> dict[str, bool]:
         """Own remote retention: {rel_dir: kept} for snapshots {rel_dir: SnapshotPath}, each group pruned
-        as PBS prunes (datastores.engine.prune)."""
-        groups: dict[tuple, list[PruneItem]] = {}
-        for rd, snap in candidates.items():
-            t = int(datetime.strptime(snap.time, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=timezone.utc).timestamp())
-            groups.setdefault((snap.ns, snap.group), []).append(PruneItem(rd, t))
-        marks = {}
-        for items in groups.values():
-            for item, mark in compute_prune(items, self.opt.keep):
-                marks[item.key] = prune_mark_kept(mark)
-        return marks
+        as PBS prunes (syncjobs.engine.retention, the prune simulator's marks)."""
+        return {rd: prune_mark_kept(mark) for rd, mark in policy_marks(candidates, self.opt.keep).items()}
 
     def _pruned_by_policy(self) -> list[str]:
         """The remote snapshots in scope the job's own retention removes."""

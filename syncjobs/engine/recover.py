@@ -24,6 +24,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from datastores.engine.report import Reporter
 
+from .asof import object_history, version_at
 from .bucket import Bucket, SyncError
 
 
@@ -51,33 +52,6 @@ def parse_as_of(text: str) -> datetime:
     return value
 
 
-def _history(bucket: Bucket) -> dict[str, list[tuple[datetime, str | None, bool, str]]]:
-    """rel -> [(last modified, version id (None: a delete marker), is latest, etag)], newest first."""
-    prefix = bucket.prefix + "/" if bucket.prefix else ""
-    out: dict[str, list] = {}
-    args = dict(Bucket=bucket.bucket, Prefix=prefix, MaxKeys=bucket.page_size)
-    while True:
-        try:
-            resp = bucket.client.list_object_versions(**args)
-        except (ClientError, BotoCoreError) as exc:
-            raise bucket._error("ListObjectVersions", "", exc) from exc
-        for v in resp.get("Versions", []):
-            out.setdefault(bucket.rel(v["Key"]), []).append(
-                (v["LastModified"], v["VersionId"], v["IsLatest"], v.get("ETag", "")))
-        for m in resp.get("DeleteMarkers", []):
-            out.setdefault(bucket.rel(m["Key"]), []).append((m["LastModified"], None, m["IsLatest"], ""))
-        if not resp.get("IsTruncated"):
-            break
-        args["KeyMarker"] = resp.get("NextKeyMarker")
-        if resp.get("NextVersionIdMarker"):
-            args["VersionIdMarker"] = resp["NextVersionIdMarker"]
-        else:
-            args.pop("VersionIdMarker", None)
-    for entries in out.values():
-        entries.sort(key=lambda e: (e[0], e[2]), reverse=True)  # newest first; the latest wins a tie
-    return out
-
-
 def recover_prefix(bucket: Bucket, as_of: datetime, reporter: Reporter | None = None,
                    lock: tuple[datetime, str] | None = None) -> RecoverResult:
     """Make every key under the bucket's prefix read as it did at `as_of` (aware datetime).
@@ -85,13 +59,13 @@ def recover_prefix(bucket: Bucket, as_of: datetime, reporter: Reporter | None = 
     rep = reporter or Reporter()
     result = RecoverResult()
     rep.log(f"recover s3://{bucket.bucket}/{bucket.prefix} as of {as_of.isoformat()}")
-    history = _history(bucket)
+    history = object_history(bucket)
     result.keys = len(history)
     to_hide = []
     for rel in sorted(history):
         rep.check_abort()
         entries = history[rel]
-        then = next((e for e in entries if e[0] <= as_of), None)
+        then = version_at(entries, as_of)
         latest = next((e for e in entries if e[2]), entries[0])
         if then is None or then[1] is None:  # did not exist then
             if latest[1] is not None:

@@ -5,7 +5,7 @@ from syncjobs.remote_cli import add_content_arguments, do_content
 
 class Command(BaseCommand):
     help = ("What a remote's bucket holds, read from its manifests (no chunks): "
-            "`remote-content ID [--remote-store PREFIX] [--ns NS] [--output-format text|json]` "
+            "`remote-content ID [--remote-store PREFIX] [--ns NS] [--as-of TIME] [--output-format text|json]` "
             "(also `remote content ID …`).")
 
     def add_arguments(self, parser):

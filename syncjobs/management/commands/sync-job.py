@@ -5,11 +5,12 @@ from django.core.management.base import BaseCommand
 from pbsweb.cli import (acting_user, add_auth_id, add_output_format, box_table, finish_task, permission_error,
                         print_output, usage_error)
 from pbsweb.errors import UserError
+from syncjobs.engine.recover import parse_as_of
 from syncjobs.forms import SyncJobForm, form_data_from_api, job_edit_data
 from syncjobs.models import KEEP_FIELDS, SyncJob
 from syncjobs.serializers import job_to_json
 from syncjobs.services import remove_sync_job, save_sync_job
-from syncjobs.plan import job_plan, plan_rows
+from syncjobs.plan import job_plan, keep_options, plan_rows, prune_simulation
 
 CLI_USER = "root@pam"
 OPTIONS = [  # (flag, dest, help)
@@ -60,9 +61,10 @@ def _last_run(job: SyncJob) -> str:
 
 class Command(BaseCommand):
     help = ("Sync jobs: `sync-job create ID --store S --remote R --remote-store P [...]`, "
-            "`sync-job list`, `sync-job show ID`, `sync-job run ID [--reconcile]`, "
+            "`sync-job list`, `sync-job show ID`, `sync-job run ID [--reconcile] [--as-of TIME]`, "
             "`sync-job update ID ...`, `sync-job remove ID`, "
-            "`sync-job plan ID`: what the next run uploads, its requests, cost and duration.")
+            "`sync-job plan ID`: what the next run uploads, its requests, cost and duration; "
+            "`sync-job prune-simulate ID [--keep-daily N ...]`: what the job's own remote retention keeps.")
 
     def add_arguments(self, parser):
         sub = parser.add_subparsers(dest="action", required=True)
@@ -86,15 +88,25 @@ class Command(BaseCommand):
         rn.add_argument("id")
         rn.add_argument("--reconcile", action="store_true",
                         help="list the whole remote prefix to resync the local inventory")
+        rn.add_argument("--as-of", dest="as_of", default=None, metavar="TIME",
+                        help="pull: read the bucket as it was then (object versions kept by Object Lock), "
+                             "e.g. 2026-11-30T18:00:00Z")
         rm = sub.add_parser("remove")
         rm.add_argument("id")
         add_auth_id(rm)
         pl = sub.add_parser("plan")
         pl.add_argument("id")
         add_output_format(pl)
+        ps = sub.add_parser("prune-simulate", help="which bucket snapshots the job's own retention keeps "
+                            "and removes (from the prefix's inventory; nothing is removed)")
+        ps.add_argument("id")
+        for name in KEEP_FIELDS:
+            ps.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None, metavar="N",
+                            help="instead of the job's own keep options")
+        add_output_format(ps)
 
     def handle(self, *args, action, **opts):
-        getattr(self, f"do_{action}")(opts)
+        getattr(self, f"do_{action.replace('-', '_')}")(opts)
 
     # -- actions -----------------------------------------------------------------
     def _values(self, opts) -> dict:
@@ -171,7 +183,15 @@ class Command(BaseCommand):
 
     def do_run(self, opts):
         job = _job(opts["id"])
-        task = job.launch(CLI_USER, reconcile=bool(opts["reconcile"]), inline=True, echo=self.stdout)
+        as_of = None
+        if opts.get("as_of") is not None:
+            if job.direction != "pull":
+                raise usage_error(f"--as-of: only a pull job reads the bucket as of a time ('{job.job_id}' pushes)")
+            try:
+                as_of = parse_as_of(opts["as_of"]).isoformat()
+            except ValueError as e:
+                raise usage_error(f"--as-of: {e}") from None
+        task = job.launch(CLI_USER, reconcile=bool(opts["reconcile"]), as_of=as_of, inline=True, echo=self.stdout)
         finish_task(task)
 
     def do_plan(self, opts):
@@ -184,6 +204,35 @@ class Command(BaseCommand):
             print_output(self.stdout, opts["output_format"], [], [], data)
             return
         self.stdout.write(box_table(["Plan", "Value"], [list(r) for r in plan_rows(data)]))
+
+    def do_prune_simulate(self, opts):
+        job = _job(opts["id"])
+        values = {}
+        for name in KEEP_FIELDS:
+            if opts.get(name) is not None:
+                try:
+                    values[name] = int(opts[name])
+                    if values[name] < 0:
+                        raise ValueError
+                except ValueError:
+                    raise usage_error(f"--{name.replace('_', '-')}: expected a whole number >= 0, "
+                                      f"not '{opts[name]}'") from None
+        try:
+            data = prune_simulation(job, keep_options(values, job) if values else None)
+        except UserError as e:
+            raise usage_error(str(e)) from None
+        data.pop("rows")
+        if opts["output_format"] != "text":
+            print_output(self.stdout, opts["output_format"], [], [], data)
+            return
+        rows = [[(f"{s['ns']}:" if s["ns"] else "") + f"{s['backup-type']}/{s['backup-id']}", s["snapshot"],
+                 s["mark"] if s["mark"] in ("keep", "remove") else f"keep ({s['mark']})"] for s in data["snapshots"]]
+        keep = " ".join(f"--{k} {v}" for k, v in data["keep"].items()) or "none"
+        self.stdout.write(f"remote retention of sync job '{job.job_id}' (s3 prefix {data['remote-store']}): "
+                          f"keep options {keep}: {data['kept']} kept, {data['removed']} removed")
+        self.stdout.write(box_table(["group", "snapshot", "result"], rows))
+        for note in data["notes"]:
+            self.stdout.write(f"note: {note}")
 
     def do_remove(self, opts):
         job = _job(opts["id"])
