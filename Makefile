@@ -73,7 +73,9 @@ test-deps:
 test: $(TEST_STAMP) test-deps
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
-	PBSWEB_DATA_DIR=$(CURDIR)/var/test $(BIN)/python -m pytest
+	# Two processes (pytest-xdist), a module per process at a time: much of the suite waits on
+	# servers and subprocesses; each process has its own data directory (tests/xdist_data_dir.py).
+	PBSWEB_DATA_DIR=$(CURDIR)/var/test $(BIN)/python -m pytest -n 2 --dist loadfile
 
 benchmark: $(TEST_STAMP)
 	$(BIN)/python benchmarks/ingest.py

@@ -84,28 +84,55 @@ def marked_processes(mark: str = RUN_MARK) -> list[tuple[int, str]]:
     return out
 
 
-def pytest_sessionfinish(session, exitstatus):
-    """Fail the run when a process it started outlives it (then kill it)."""
+def _leftover_processes() -> list[str]:
+    """This process's leftovers, killed, as report lines ([] when there are none)."""
     deadline = time.monotonic() + 10  # a browser or a worker may still be on its way out
     left = marked_processes()
     while left and time.monotonic() < deadline:
         time.sleep(0.2)
         left = marked_processes()
-    if not left:
-        return
     for pid, _ in left:
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+    return [f"  pid {pid}: {cmd[:200]}" for pid, cmd in left]
+
+
+_LEFTOVERS_FROM_WORKERS: list[str] = []
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node, error):
+    """pytest-xdist: a worker's exit status does not reach the controller, its output does."""
+    _LEFTOVERS_FROM_WORKERS.extend(getattr(node, "workeroutput", {}).get("leftover_processes", []))
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Fail the run when a process it started outlives it (then kill it). Under
+    pytest-xdist each worker checks its own processes and hands the list to the
+    controller, which fails the run."""
+    left = _leftover_processes() + _LEFTOVERS_FROM_WORKERS
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:
+        workeroutput["leftover_processes"] = left
+    if not left:
+        return
+    lines = ["processes started by this test run were still running at its end (now killed):"] + left
     reporter = session.config.pluginmanager.get_plugin("terminalreporter")
-    lines = ["processes started by this test run were still running at its end (now killed):"]
-    lines += [f"  pid {pid}: {cmd[:200]}" for pid, cmd in left]
     if reporter:
         reporter.write_line("\n".join(lines), red=True)
     else:
         print("\n".join(lines), file=sys.stderr)
     session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_configure(config):
+    """The pytest-xdist controller runs no test: its workers must not inherit its
+    mark (they set their own when they import this module), or its leftover check
+    would count the workers themselves, which xdist stops only after that check."""
+    if getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        os.environ.pop(RUN_MARK_VAR, None)
 
 
 def pytest_report_header(config):
@@ -129,6 +156,14 @@ def pytest_runtest_makereport(item, call):
 def pytest_make_collect_report(collector):
     outcome = yield
     _skip_is_failure(outcome.get_result())
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fresh_cache(django_db_blocker):
+    """Login throttling counts live in the file cache under the data directory: a run
+    starts without the failures an earlier run (or the login fuzzing) left there."""
+    from django.core.cache import cache
+    cache.clear()
 
 
 def free_port() -> int:
