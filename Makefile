@@ -70,11 +70,11 @@ test-deps:
 		$(SUDO) pg_ctlcluster $$version main start; \
 	fi
 
+# Two processes (pytest-xdist), a module per process at a time: much of the suite waits on
+# servers and subprocesses; each process has its own data directory (tests/xdist_data_dir.py).
 test: $(TEST_STAMP) test-deps
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports
-	# Two processes (pytest-xdist), a module per process at a time: much of the suite waits on
-	# servers and subprocesses; each process has its own data directory (tests/xdist_data_dir.py).
 	PBSWEB_DATA_DIR=$(CURDIR)/var/test $(BIN)/python -m pytest -n 2 --dist loadfile
 
 benchmark: $(TEST_STAMP)
