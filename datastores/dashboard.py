@@ -140,7 +140,7 @@ def register() -> None:
     registry.panel(DashboardPanel(
         "dash-usage-chart", "Datastore Usage History (30 days)", "dashboard/usage_chart.html", order=60,
         context=lambda request, now, shared: {"usage_chart": usage_chart(now)}))
-    registry.hint(_getting_started)
+    registry.hint(_getting_started, order=10)  # a datastore first, then a remote, then a sync job
     registry.nav(_navigation)
 
 

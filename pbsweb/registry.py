@@ -54,7 +54,7 @@ class Registry:
         self._user_errors: tuple[type[BaseException], ...] = ()
         self._panels: list[DashboardPanel] = []
         self._warnings: list[Callable] = []
-        self._hints: list[Callable] = []
+        self._hints: list[tuple[int, Callable]] = []
         self._navigation: list[Callable] = []
         self._command_extensions: dict[str, list[str]] = {}
 
@@ -88,10 +88,13 @@ class Registry:
         if func not in self._warnings:
             self._warnings.append(func)
 
-    def hint(self, func: Callable) -> None:
-        """`func(request)` returns a getting-started hint (HTML-free text and a link) or None."""
-        if func not in self._hints:
-            self._hints.append(func)
+    def hint(self, func: Callable, order: int) -> None:
+        """`func(request)` returns a getting-started hint (HTML-free text and a link) or None;
+        the dashboard shows the first of lowest `order` (the first step first, whichever app
+        registered its hint first)."""
+        if func not in [f for _, f in self._hints]:
+            self._hints.append((order, func))
+            self._hints.sort(key=lambda entry: entry[0])
 
     def nav(self, func: Callable) -> None:
         """`func(request)` returns context for the navigation tree (e.g. `nav_datastores`)."""
@@ -148,7 +151,7 @@ class Registry:
     @property
     def dashboard_hints(self) -> list[Callable]:
         self.load()
-        return self._hints
+        return [func for _, func in self._hints]
 
     @property
     def navigation(self) -> list[Callable]:

@@ -18,7 +18,7 @@ class RemotesConfig(AppConfig):
             return {"title": "Nothing is off-site yet:", "link": "/remotes/", "link_text": "Add a remote",
                     "text": "(an S3 bucket: Backblaze B2, Wasabi, Cloudflare R2, MinIO, AWS) to replicate "
                             "your datastores to."}
-        registry.hint(no_remote_hint)
+        registry.hint(no_remote_hint, order=20)
 
 
 def register():

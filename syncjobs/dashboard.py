@@ -253,4 +253,4 @@ def register() -> None:
         "dash-sync-chart", "Sync Runs: bytes uploaded and duration", "dashboard/sync_chart.html", order=70,
         wide=True, context=lambda request, now, shared: {"sync_chart": sync_chart()}))
     registry.warnings(lambda now, shared: warnings(_shared_states(now, shared), now))
-    registry.hint(_no_sync_job_hint)
+    registry.hint(_no_sync_job_hint, order=30)

@@ -19,6 +19,7 @@
 from __future__ import annotations
 
 import collections
+import fcntl
 import sqlite3
 import threading
 import time
@@ -175,19 +176,23 @@ class CapLedger:
 
     def _db(self) -> sqlite3.Connection:
         if self._conn is None:
-            conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
-            conn.execute("PRAGMA journal_mode=WAL")      # a reservation is one short write, no fsync wait each
-            conn.execute("PRAGMA synchronous=NORMAL")
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute("CREATE TABLE IF NOT EXISTS caps (day TEXT NOT NULL, cls TEXT NOT NULL, "
-                         "used INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (day, cls))")
-            conn.execute("CREATE TABLE IF NOT EXISTS meta (generation TEXT NOT NULL)")
-            row = conn.execute("SELECT generation FROM meta").fetchone()
-            if row is None or row[0] != self.generation:
-                conn.execute("DELETE FROM caps")
-                conn.execute("DELETE FROM meta")
-                conn.execute("INSERT INTO meta (generation) VALUES (?)", (self.generation,))
-            conn.execute("COMMIT")
+            # One opening at a time: switching to WAL does not wait for a busy database
+            # ("database is locked" at once when two runs start together on a new file).
+            with open(self.path + ".open-lock", "a") as opening:
+                fcntl.flock(opening, fcntl.LOCK_EX)
+                conn = sqlite3.connect(self.path, timeout=30, isolation_level=None, check_same_thread=False)
+                conn.execute("PRAGMA journal_mode=WAL")      # a reservation is one short write, no fsync wait each
+                conn.execute("PRAGMA synchronous=NORMAL")
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("CREATE TABLE IF NOT EXISTS caps (day TEXT NOT NULL, cls TEXT NOT NULL, "
+                             "used INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (day, cls))")
+                conn.execute("CREATE TABLE IF NOT EXISTS meta (generation TEXT NOT NULL)")
+                row = conn.execute("SELECT generation FROM meta").fetchone()
+                if row is None or row[0] != self.generation:
+                    conn.execute("DELETE FROM caps")
+                    conn.execute("DELETE FROM meta")
+                    conn.execute("INSERT INTO meta (generation) VALUES (?)", (self.generation,))
+                conn.execute("COMMIT")
             self._conn = conn
         return self._conn
 

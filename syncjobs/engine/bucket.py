@@ -7,6 +7,7 @@ Every failure is raised as SyncError naming the object key and the S3 error.
 from __future__ import annotations
 
 import base64
+import email.utils
 import hashlib
 import html
 import queue
@@ -21,7 +22,6 @@ from urllib.parse import unquote
 
 from botocore.exceptions import (BotoCoreError, ClientError, ConnectionClosedError, IncompleteReadError,
                                  ReadTimeoutError, ResponseStreamingError)
-from botocore.utils import parse_timestamp
 
 PAGE = 1000  # keys per ListObjectsV2 page and per DeleteObjects batch
 # botocore retries a request until its headers arrive; a body cut short after
@@ -73,10 +73,13 @@ class ListPage:
 
 
 def _timestamp(text: str) -> datetime:
+    """S3's ISO 8601 time (2026-12-01T21:00:00.000Z), or the HTTP-date form some servers use.
+    (Not botocore.utils.parse_timestamp: importing it loads botocore's HTTP stack, which the
+    command line must not pay for, docs/DESIGN.md §1.)"""
     try:
-        return datetime.fromisoformat(text)  # S3's 2026-12-01T21:00:00.000Z
+        return datetime.fromisoformat(text)
     except ValueError:
-        return parse_timestamp(text)
+        return email.utils.parsedate_to_datetime(text)
 
 
 _RE_KEY = re.compile(rb"<Key>([^<]*)</Key>")
