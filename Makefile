@@ -79,6 +79,8 @@ benchmark: $(TEST_STAMP)
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/sync.py
 	$(BIN)/python benchmarks/pages.py
+	$(BIN)/python benchmarks/restore.py
+	$(BIN)/python benchmarks/table.py
 
 # The long crash/fault soak: 24 kill points per operation (CRASH_SEED=N repeats a run).
 soak: $(TEST_STAMP)
