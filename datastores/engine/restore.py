@@ -198,11 +198,15 @@ def member_matches(name: str, pattern: str | None) -> bool:
 
 WRITERS = 4                 # threads writing file data
 WRITE_INFLIGHT = 64 * MiB   # file bytes handed to the writers and not yet written (bounded memory)
-MAX_TASKS = 256             # queued write tasks (each may hold an open file)
+MAX_TASKS = 64              # queued write tasks (each may hold an open file)
 BATCH = 8 * MiB             # bytes of one file per write task
+SMALL = 1 * MiB             # files up to this size are created by the writers, in groups of
+GROUP_FILES = 64            # at most this many files
+GROUP_BYTES = 4 * MiB       # or bytes
 HOLE_BLOCK = 64 * 1024      # all-zero blocks of this size (file-aligned) become holes
 _ZERO = bytes(HOLE_BLOCK)
-_IS_ROOT = os.geteuid() == 0
+_EUID = os.geteuid()
+_IS_ROOT = _EUID == 0
 
 
 def _pwrite_all(fd: int, mv, pos: int) -> None:
@@ -211,11 +215,13 @@ def _pwrite_all(fd: int, mv, pos: int) -> None:
         mv, pos = mv[n:], pos + n
 
 
-def write_sparse(fd: int, mv, off: int) -> None:
+def write_sparse(fd: int, mv, off: int) -> int:
     """pwrite `mv` at file offset `off`, skipping all-zero blocks (file-aligned
     HOLE_BLOCKs, or the part of one that mv covers): the file is new, so skipped
-    blocks read back as zeros; the caller truncates the file to its size at the end."""
+    blocks read back as zeros; the caller truncates the file to its size at the end).
+    Returns the file offset after the last byte written (off if none)."""
     n = len(mv)
+    end = off
     run = 0                                   # start of the pending non-zero run
     s = 0
     while s < n:
@@ -223,23 +229,52 @@ def write_sparse(fd: int, mv, off: int) -> None:
         if _ZERO.startswith(mv[s:e]):         # memcmp; fails at the first non-zero byte
             if s > run:
                 _pwrite_all(fd, mv[run:s], off + run)
+                end = off + s
             run = e
         s = e
     if run < n:
         _pwrite_all(fd, mv[run:], off + run)
+        end = off + n
+    return end
 
 
 class _FileJob:
-    __slots__ = ("fd", "path", "size", "member", "pending", "lock")
+    __slots__ = ("fd", "path", "size", "member", "pending", "lock", "end", "mode", "chmod")
 
     def __init__(self, fd: int, path: str, size: int, member: tarfile.TarInfo):
         self.fd, self.path, self.size, self.member = fd, path, size, member
+        self.end = 0                  # file offset after the last byte written
+        self.mode, self.chmod = _create_mode(member)
         self.pending = 1              # the main thread's token, dropped by _Writer.close_job
         self.lock = threading.Lock()
 
 
-def _set_attrs(path, member: tarfile.TarInfo, fd: int | None = None) -> None:
-    """Owner (as root), mode and exact mtime, as tarfile sets them."""
+def _read_umask() -> int | None:
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+_UMASK = _read_umask()
+
+
+def _create_mode(member: tarfile.TarInfo) -> tuple[int, bool]:
+    """(mode to create a file with, whether it still needs a chmod): a file
+    created with its final permission bits under the umask needs none."""
+    mode = member.mode & 0o7777
+    if _UMASK is not None and not mode & 0o7000 and not mode & _UMASK:
+        return mode, False
+    return 0o600, True
+
+
+def _set_attrs(path, member: tarfile.TarInfo, fd: int | None = None, chmod: bool = True) -> None:
+    """Owner (as root), mode and exact mtime, as tarfile sets them (skipping
+    what a new file already has: our owner, the mode it was created with)."""
     ns = mtime_ns(member)
     if member.issym():
         if _IS_ROOT:
@@ -250,9 +285,11 @@ def _set_attrs(path, member: tarfile.TarInfo, fd: int | None = None) -> None:
             pass
         return
     where = fd if fd is not None else path
-    if _IS_ROOT:
+    if _IS_ROOT and (fd is None or member.uid != _EUID or member.gid != os.getegid()):
         os.chown(where, member.uid, member.gid)
-    os.chmod(where, member.mode)
+        chmod = True                   # chown clears set-id bits
+    if chmod:
+        os.chmod(where, member.mode)
     os.utime(where, ns=(ns, ns))
 
 
@@ -271,12 +308,14 @@ class _Writer:
         self.tasks = 0
         self.error: BaseException | None = None
         self.open_jobs: set = set()
+        self.group: list = []           # small files waiting to go to a writer together
+        self.group_bytes = 0
 
     def check(self) -> None:
         if self.error is not None:
             raise self.error
 
-    def submit(self, job: _FileJob, pieces: list, nbytes: int) -> None:
+    def _reserve(self, nbytes: int) -> None:
         with self.cond:
             while self.error is None and self.tasks and (
                     self.bytes + nbytes > WRITE_INFLIGHT or self.tasks >= MAX_TASKS):
@@ -284,24 +323,73 @@ class _Writer:
             self.check()
             self.bytes += nbytes
             self.tasks += 1
+
+    def _done(self, nbytes: int) -> None:
+        with self.cond:
+            self.bytes -= nbytes
+            self.tasks -= 1
+            self.cond.notify_all()
+
+    def submit(self, job: _FileJob, pieces: list, nbytes: int) -> None:
+        """A batch of pieces of a file opened by the caller (job.fd)."""
+        self._reserve(nbytes)
         with job.lock:
             job.pending += 1
         self.pool.submit(self._run, job, pieces, nbytes)
+
+    def add_small(self, job: _FileJob, pieces: list, nbytes: int) -> None:
+        """A whole small file, not created yet: files go to a writer in groups
+        (fewer hand-overs between threads: file creation is the costly part)."""
+        self.group.append((job, pieces))
+        self.group_bytes += nbytes
+        if self.group_bytes >= GROUP_BYTES or len(self.group) >= GROUP_FILES:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.group:
+            group, nbytes = self.group, self.group_bytes
+            self.group, self.group_bytes = [], 0
+            self._reserve(nbytes)
+            self.pool.submit(self._run_group, group, nbytes)
+
+    def _run_group(self, group: list, nbytes: int) -> None:
+        try:
+            for job, pieces in group:
+                if self.error is not None:
+                    break
+                fd = -1
+                try:
+                    with naming(job.path):
+                        fd = os.open(job.path, _O_NEW, job.mode)
+                        end = 0
+                        for off, mv in pieces:
+                            end = max(end, write_sparse(fd, mv, off))
+                        if end < job.size:
+                            os.ftruncate(fd, job.size)      # trailing holes
+                        _set_attrs(job.path, job.member, fd, job.chmod)
+                finally:
+                    if fd >= 0:
+                        os.close(fd)
+        except BaseException as e:
+            self._fail(e)
+        finally:
+            group.clear()
+            self._done(nbytes)
 
     def _run(self, job: _FileJob, pieces: list, nbytes: int) -> None:
         try:
             if self.error is None:
                 with naming(job.path):
+                    end = 0
                     for off, mv in pieces:
-                        write_sparse(job.fd, mv, off)
+                        end = max(end, write_sparse(job.fd, mv, off))
+                    with job.lock:
+                        job.end = max(job.end, end)
         except BaseException as e:
             self._fail(e)
         finally:
             pieces.clear()
-            with self.cond:
-                self.bytes -= nbytes
-                self.tasks -= 1
-                self.cond.notify_all()
+            self._done(nbytes)
             self._release(job)
 
     def _fail(self, e: BaseException) -> None:
@@ -323,28 +411,42 @@ class _Writer:
             if job.pending:
                 return
         try:
-            if self.error is None:
+            if self.error is None and job.fd >= 0:
                 with naming(job.path):
-                    os.ftruncate(job.fd, job.size)      # trailing holes
-                    _set_attrs(job.path, job.member, job.fd)
+                    if job.end < job.size:
+                        os.ftruncate(job.fd, job.size)      # trailing holes
+                    _set_attrs(job.path, job.member, job.fd, job.chmod)
         except BaseException as e:
             self._fail(e)
         finally:
-            os.close(job.fd)
+            if job.fd >= 0:
+                os.close(job.fd)
             with self.cond:
                 self.open_jobs.discard(job)
+
+    def wait_idle(self) -> None:
+        """Wait until every task handed out so far has run."""
+        self.flush()
+        with self.cond:
+            while self.tasks and self.error is None:
+                self.cond.wait()
+        self.check()
 
     def finish(self, abort: bool = False) -> None:
         """Wait for every write (abort: stop early), close every file; raise the first error."""
         if abort:
             self._fail(DatastoreError("restore aborted"))
+            self.group.clear()
+        else:
+            self.flush()
         self.pool.shutdown(wait=True, cancel_futures=abort)
         with self.cond:
             left = list(self.open_jobs)     # tasks cancelled before they ran
             self.open_jobs.clear()
         for job in left:
             try:
-                os.close(job.fd)
+                if job.fd >= 0:
+                    os.close(job.fd)
             except OSError:
                 pass
         if not abort:
@@ -392,6 +494,7 @@ def _extract_tar(reader: ArchiveReader, target: Path, reporter: Reporter, patter
     dirs: list[tuple[str, tarfile.TarInfo]] = []
     skipped_files: dict[str, tarfile.TarInfo] = {}   # with a pattern: files a hard link may need
     relinked: dict[str, str] = {}
+    made_dirs = {base_real}
     symlinks = False
     ok = False
     try:
@@ -433,14 +536,24 @@ def _extract_tar(reader: ArchiveReader, target: Path, reporter: Reporter, patter
                 if data_m.sparse is not None:
                     raise CorruptionError(f"archive member {m.name!r}: GNU sparse members are not "
                                           f"supported", "archive")
-                _restore_file(reader, writer, path, m, data_m)
+                _restore_file(reader, writer, path, m, data_m, made_dirs)
             elif m.isdir():
-                _create(path, os.makedirs, 0o700, True)
+                if path not in made_dirs:
+                    try:
+                        _create(path, os.mkdir, 0o700)
+                    except FileExistsError:
+                        if not os.path.isdir(path) or os.path.islink(path):
+                            raise
+                made_dirs.add(path)
                 dirs.append((path, m))
             elif m.islnk():
                 src = os.path.join(base_real, relinked.get(m.linkname, m.linkname))
                 with naming(path):
-                    _create(path, _link, src)
+                    try:
+                        _create(path, _link, src)
+                    except FileNotFoundError:   # its first name may still wait for a writer
+                        writer.wait_idle()
+                        _create(path, _link, src)
             elif m.issym():
                 with naming(path):
                     _create(path, _symlink, m.linkname)
@@ -467,14 +580,25 @@ def _extract_tar(reader: ArchiveReader, target: Path, reporter: Reporter, patter
 
 
 def _restore_file(reader: ArchiveReader, writer: _Writer, path: str, m: tarfile.TarInfo,
-                  data_m: tarfile.TarInfo) -> None:
-    """Create the file and hand its data to the writers in batches of BATCH bytes."""
+                  data_m: tarfile.TarInfo, made_dirs: set) -> None:
+    """Hand the file's data to the writers in batches of BATCH bytes.
+
+    A file of one batch in a directory this restore made is created by its
+    writer (file creation is the costly part of small files); others here,
+    so that their parents are checked and made right after _check_member (a
+    directory this restore made cannot turn into a symlink later)."""
+    start = data_m.offset_data
+    if data_m.size <= SMALL and os.path.dirname(path) in made_dirs:
+        # A copy: a group must not keep whole chunks alive for a few small files.
+        data = b"".join(reader.pieces(start, start + data_m.size)) if data_m.size else b""
+        writer.add_small(_FileJob(-1, path, data_m.size, m), [(0, memoryview(data))] if data else [],
+                         data_m.size)
+        return
     with naming(path):
-        fd = _create(path, os.open, _O_NEW, 0o600)
+        fd = _create(path, os.open, _O_NEW, _create_mode(m)[0])
     job = _FileJob(fd, path, data_m.size, m)
     writer.open_job(job)
     batch, nb, off = [], 0, 0
-    start = data_m.offset_data
     try:
         for mv in reader.pieces(start, start + data_m.size):
             batch.append((off, mv))
