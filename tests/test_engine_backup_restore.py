@@ -173,6 +173,29 @@ def test_sparse_files_and_hard_links(store, tmp_path):
     assert (part / "sub/sparse-link.img").read_bytes() == (src / "sparse.img").read_bytes()
 
 
+def test_restore_removes_only_stale_partial_trees(store, tmp_path):
+    """What a killed restore left (.NAME.partial-*) goes; a running restore's (flock held) stays."""
+    import fcntl
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(b"x" * 1000)
+    res = run_backup(store, "host", "p", [("root.tar", src)], backup_time=1000)
+    stale = tmp_path / ".out.partial-999999-dead"
+    (stale / "half").mkdir(parents=True)
+    live = tmp_path / ".out.partial-1-live"
+    live.mkdir()
+    fd = os.open(live, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        rep = ListReporter()
+        restore_archive(store, res.ref, "root.tar", tmp_path / "out", reporter=rep)
+    finally:
+        os.close(fd)
+    assert not stale.exists() and live.exists()
+    assert any("left by an interrupted restore" in line for line in rep.lines)
+    assert_same_tree(src, tmp_path / "out")
+
+
 def test_incremental_only_changed_chunks_new(store, tmp_path):
     src = tmp_path / "src"
     src.mkdir()

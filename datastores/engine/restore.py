@@ -4,6 +4,7 @@ SnapshotReader (source.py), so a local snapshot and one in a bucket restore
 the same way, every chunk digest verified."""
 from __future__ import annotations
 
+import fcntl
 import fnmatch
 import os
 import secrets
@@ -100,33 +101,43 @@ def _partial_name(target: Path) -> Path:
 
 def _remove_stale_partials(target: Path, reporter: Reporter) -> None:
     """Remove what a restore to `target` killed earlier (SIGKILL, power loss) left
-    behind: `.<name>.partial-<pid>-<random>` whose process is gone."""
+    behind: `.<name>.partial-<pid>-<random>` that no restore holds a flock() on
+    (a running restore holds one on its partial tree or file, whatever its
+    host or PID namespace)."""
     prefix = f".{target.name}.partial-"
     try:
         siblings = list(os.scandir(target.parent))
     except FileNotFoundError:
         return
     for e in siblings:
-        if not e.name.startswith(prefix):
-            continue
-        pid = e.name[len(prefix):].split("-", 1)[0]
-        if not pid.isdigit() or int(pid) == os.getpid():
+        if not e.name.startswith(prefix) or e.is_symlink():
             continue
         try:
-            os.kill(int(pid), 0)
-            continue                      # still running: not ours to touch
-        except ProcessLookupError:
-            pass
-        except PermissionError:
+            fd = os.open(e.path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
             continue
-        reporter.log(f"removing {e.path}, left by an interrupted restore")
-        if e.is_dir(follow_symlinks=False):
-            shutil.rmtree(e.path, ignore_errors=True)
-        else:
+        try:
             try:
-                os.unlink(e.path)
-            except FileNotFoundError:
-                pass
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                continue                  # a running restore holds it
+            reporter.log(f"removing {e.path}, left by an interrupted restore")
+            if e.is_dir(follow_symlinks=False):
+                shutil.rmtree(e.path, ignore_errors=True)
+            else:
+                try:
+                    os.unlink(e.path)
+                except FileNotFoundError:
+                    pass
+        finally:
+            os.close(fd)
+
+
+def _hold(path) -> int:
+    """An fd holding an exclusive flock() on `path` while a restore works in it."""
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    return fd
 
 
 def _prepare_target_dir(target: Path, reporter: Reporter) -> Path:
@@ -488,6 +499,7 @@ def _extract_tar(reader: ArchiveReader, target: Path, reporter: Reporter, patter
     deepest first, as tarfile does."""
     tmp = _prepare_target_dir(target, reporter)
     tmp.mkdir()
+    lock_fd = _hold(tmp)
     base_real = os.path.realpath(tmp)
     writer = _Writer(writers)
     count = 0
@@ -576,7 +588,22 @@ def _extract_tar(reader: ArchiveReader, target: Path, reporter: Reporter, patter
         if not ok:
             writer.finish(abort=True)
             shutil.rmtree(tmp, ignore_errors=True)
+        os.close(lock_fd)
     return count
+
+
+def _pieces(reader, start: int, end: int):
+    """reader.pieces() of an ArchiveReader; plain file objects are read in COPY_BUF blocks."""
+    if isinstance(reader, ArchiveReader):
+        yield from reader.pieces(start, end)
+        return
+    reader.seek(start)
+    while start < end:
+        data = reader.read(min(COPY_BUF, end - start))
+        if not data:
+            raise CorruptionError("archive is not a valid tar stream: unexpected end of data", "archive")
+        start += len(data)
+        yield memoryview(data)
 
 
 def _restore_file(reader: ArchiveReader, writer: _Writer, path: str, m: tarfile.TarInfo,
@@ -590,7 +617,7 @@ def _restore_file(reader: ArchiveReader, writer: _Writer, path: str, m: tarfile.
     start = data_m.offset_data
     if data_m.size <= SMALL and os.path.dirname(path) in made_dirs:
         # A copy: a group must not keep whole chunks alive for a few small files.
-        data = b"".join(reader.pieces(start, start + data_m.size)) if data_m.size else b""
+        data = b"".join(_pieces(reader, start, start + data_m.size)) if data_m.size else b""
         writer.add_small(_FileJob(-1, path, data_m.size, m), [(0, memoryview(data))] if data else [],
                          data_m.size)
         return
@@ -600,7 +627,7 @@ def _restore_file(reader: ArchiveReader, writer: _Writer, path: str, m: tarfile.
     writer.open_job(job)
     batch, nb, off = [], 0, 0
     try:
-        for mv in reader.pieces(start, start + data_m.size):
+        for mv in _pieces(reader, start, start + data_m.size):
             batch.append((off, mv))
             nb += len(mv)
             off += len(mv)
@@ -624,6 +651,8 @@ def _write_image(reader: ArchiveReader, target: Path, reporter: Reporter) -> Non
         target.parent.mkdir(parents=True, exist_ok=True)
         _remove_stale_partials(target, reporter)
     fd = os.open(path, os.O_WRONLY | (0 if is_dev else os.O_CREAT | os.O_EXCL), 0o600)
+    if not is_dev:
+        fcntl.flock(fd, fcntl.LOCK_EX)     # a running restore's partial file (see _remove_stale_partials)
     zero = bytes(4 * MiB)
     try:
         last = time.monotonic()
