@@ -218,6 +218,7 @@ HOLE_BLOCK = 64 * 1024      # all-zero blocks of this size (file-aligned) become
 _ZERO = bytes(HOLE_BLOCK)
 _EUID = os.geteuid()
 _IS_ROOT = _EUID == 0
+_ALWAYS_CHOWN = False       # see _extract_tar: under a set-group-ID directory new files take its group
 
 
 def _pwrite_all(fd: int, mv, pos: int) -> None:
@@ -296,7 +297,7 @@ def _set_attrs(path, member: tarfile.TarInfo, fd: int | None = None, chmod: bool
             pass
         return
     where = fd if fd is not None else path
-    if _IS_ROOT and (fd is None or member.uid != _EUID or member.gid != os.getegid()):
+    if _IS_ROOT and (fd is None or _ALWAYS_CHOWN or member.uid != _EUID or member.gid != os.getegid()):
         os.chown(where, member.uid, member.gid)
         chmod = True                   # chown clears set-id bits
     if chmod:
@@ -500,6 +501,9 @@ def _extract_tar(reader: ArchiveReader, target: Path, reporter: Reporter, patter
     tmp = _prepare_target_dir(target, reporter)
     tmp.mkdir()
     lock_fd = _hold(tmp)
+    if _IS_ROOT and os.stat(tmp).st_mode & stat.S_ISGID:
+        global _ALWAYS_CHOWN
+        _ALWAYS_CHOWN = True      # files would get the directory's group, not ours: chown each
     base_real = os.path.realpath(tmp)
     writer = _Writer(writers)
     count = 0
