@@ -322,6 +322,7 @@ class _Writer:
         self.open_jobs: set = set()
         self.group: list = []           # small files waiting to go to a writer together
         self.group_bytes = 0
+        self.group_futures: list = []   # groups handed to the writers, not known to be done
 
     def check(self) -> None:
         if self.error is not None:
@@ -362,7 +363,17 @@ class _Writer:
             group, nbytes = self.group, self.group_bytes
             self.group, self.group_bytes = [], 0
             self._reserve(nbytes)
-            self.pool.submit(self._run_group, group, nbytes)
+            self.group_futures = [f for f in self.group_futures if not f.done()]
+            self.group_futures.append(self.pool.submit(self._run_group, group, nbytes))
+
+    def wait_small(self) -> None:
+        """Wait until every small file handed over so far exists (a hard link to
+        one needs it), without waiting for the large files' writes."""
+        self.flush()
+        for f in self.group_futures:
+            f.result()
+        self.group_futures = []
+        self.check()
 
     def _run_group(self, group: list, nbytes: int) -> None:
         try:
@@ -435,14 +446,6 @@ class _Writer:
                 os.close(job.fd)
             with self.cond:
                 self.open_jobs.discard(job)
-
-    def wait_idle(self) -> None:
-        """Wait until every task handed out so far has run."""
-        self.flush()
-        with self.cond:
-            while self.tasks and self.error is None:
-                self.cond.wait()
-        self.check()
 
     def finish(self, abort: bool = False) -> None:
         """Wait for every write (abort: stop early), close every file; raise the first error."""
@@ -568,7 +571,7 @@ def _extract_tar(reader: ArchiveReader, target: Path, reporter: Reporter, patter
                     try:
                         _create(path, _link, src)
                     except FileNotFoundError:   # its first name may still wait for a writer
-                        writer.wait_idle()
+                        writer.wait_small()
                         _create(path, _link, src)
             elif m.issym():
                 with naming(path):
