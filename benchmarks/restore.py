@@ -9,7 +9,8 @@ Data sets:
 - tree: --files small files (0-64 KiB) in nested directories, a few hard
   links, plus large files (2 x 48 MiB random, 1 x 32 MiB text).
 
-Every timed run is a child process (`--child`): peak RSS comes from wait4();
+Restores alternate between the tools (--repeat rounds; the median counts: a
+shared, loaded machine gives single runs a wide spread). Every timed run is a child process (`--child`): peak RSS comes from wait4();
 MB/s is the data's size over the engine call's time (interpreter start
 excluded; restic is timed from spawn to exit). Each restore is compared with
 the source (content, modes, hard links) and must be identical. Results go to
@@ -23,6 +24,7 @@ import os
 import random
 import shutil
 import stat
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -171,8 +173,9 @@ def bench_set(label: str, data: Path, size: int, work: Path, repeat: int, backup
             rows.append(dict(operation=f"backup {label} {mb:.0f} MiB ({mode})", pbsweb_mbps=mb / b_s,
                              peer="restic backup", peer_mbps=mb / rb_wall, ratio=rb_wall / b_s,
                              notes=f"peak RSS {b_rss:.0f} vs {rb_rss:.0f} MiB"))
-    restic_best, restic_rss = None, 0.0
-    best = {m: (None, 0.0) for m in modes}
+    restic_times, restic_rss = [], 0.0
+    times = {m: [] for m in modes}
+    peak = {m: 0.0 for m in modes}
     for r in range(repeat):
         for mode, (store, key) in modes.items():
             out = work / f"out-{label}-{mode}"
@@ -181,20 +184,23 @@ def bench_set(label: str, data: Path, size: int, work: Path, repeat: int, backup
             if r == 0:
                 assert tree_state(out) == ref_state, f"pbsweb {mode} restore of {label} differs from the source"
             shutil.rmtree(out)
-            prev = best[mode][0]
-            best[mode] = (s if prev is None else min(prev, s), max(best[mode][1], rss))
+            times[mode].append(s)
+            peak[mode] = max(peak[mode], rss)
         out = work / f"restic-out-{label}"
         settle()
         s, rss, _ = spawn([RESTIC, "restore", "latest", "--target", str(out)], renv)
         if r == 0:
             assert tree_state(out / str(data).lstrip("/")) == ref_state, f"restic restore of {label} differs"
         shutil.rmtree(out)
-        restic_best = s if restic_best is None else min(restic_best, s)
+        restic_times.append(s)
         restic_rss = max(restic_rss, rss)
-    for mode, (s, rss) in best.items():
+    peer_s = statistics.median(restic_times)
+    for mode, ts in times.items():
+        s = statistics.median(ts)
         rows.append(dict(operation=f"restore {label} {mb:.0f} MiB ({mode})", pbsweb_mbps=mb / s,
-                         peer="restic restore", peer_mbps=mb / restic_best, ratio=restic_best / s,
-                         notes=f"byte-identical; peak RSS {rss:.0f} vs {restic_rss:.0f} MiB"))
+                         peer="restic restore", peer_mbps=mb / peer_s, ratio=peer_s / s,
+                         notes=f"byte-identical; median of {len(ts)}; peak RSS {peak[mode]:.0f} vs "
+                               f"{restic_rss:.0f} MiB"))
     return rows
 
 
@@ -206,7 +212,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", default="512MiB", help="mixed data size (default 512MiB)")
     ap.add_argument("--files", type=int, default=4000, help="small files in the tree data set (default 4000)")
-    ap.add_argument("--repeat", type=int, default=1, help="restores per tool; the best time counts")
+    ap.add_argument("--repeat", type=int, default=3,
+                    help="restores per tool, alternating; the median time counts (default 3)")
     ap.add_argument("--dir", default=None, help="work directory (default: a temp dir)")
     ap.add_argument("--keep", action="store_true", help="keep the work directory")
     ap.add_argument("--out", default=str(ROOT / "var" / "benchmarks" / "restore.json"))
