@@ -2,7 +2,7 @@
 data in the same run, plain and encrypted, and backup against `restic backup`
 (the ingest goal: backup stays at least 2x restic).
 
-    .venv/bin/python benchmarks/restore.py [--size 512MiB] [--files 4000] [--repeat 1] [--keep]
+    .venv/bin/python benchmarks/restore.py [--size 512MiB] [--files 4000] [--repeat 3] [--keep]
 
 Data sets:
 - mixed: the benchmarks/ingest.py data (--size, half random, half text);
@@ -10,9 +10,10 @@ Data sets:
   links, plus large files (2 x 48 MiB random, 1 x 32 MiB text).
 
 Restores alternate between the tools (--repeat rounds; the median counts: a
-shared, loaded machine gives single runs a wide spread). Every timed run is a child process (`--child`): peak RSS comes from wait4();
-MB/s is the data's size over the engine call's time (interpreter start
-excluded; restic is timed from spawn to exit). Each restore is compared with
+shared, loaded machine gives single runs a wide spread). Every timed run is
+a child process (`--child`): peak RSS comes from wait4(); MB/s is the data's
+size over the engine call's time (interpreter start excluded; restic is
+timed from spawn to exit). Each restore is compared with
 the source (content, modes, hard links) and must be identical. Results go to
 var/benchmarks/restore.json as rows for benchmarks/table.py.
 """
