@@ -84,6 +84,8 @@ benchmark: $(TEST_STAMP)
 	$(BIN)/python benchmarks/client.py --size 512MiB
 	$(BIN)/python benchmarks/pull.py
 	$(BIN)/python benchmarks/cli_start.py
+	$(BIN)/python benchmarks/restore.py
+	$(BIN)/python benchmarks/table.py
 
 # Sync planning, GC and verify at 2.5 million chunks (~10 TB): ~10 GB of disk
 # and ~20 minutes; SCALE_ARGS="--chunks 200000" for a shorter run.

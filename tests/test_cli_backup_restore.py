@@ -69,6 +69,8 @@ def make_tree(root: Path) -> None:
     with open(root / "sparse.img", "wb") as f:                 # sparse: a hole, then data
         f.seek(24 * MiB)
         f.write(b"end of sparse file")
+    os.link(root / "etc" / "file5", root / "hard-link-to-file5")     # hard links: one inode, 3 names
+    os.link(root / "etc" / "file5", root / "etc" / "deep" / "file5-again")
 
 
 def snapshot_of_tree(root: Path) -> dict:
@@ -83,8 +85,24 @@ def snapshot_of_tree(root: Path) -> dict:
             elif stat.S_ISDIR(st.st_mode):
                 out[rel] = ("dir", stat.S_IMODE(st.st_mode))
             else:
-                out[rel] = ("file", stat.S_IMODE(st.st_mode), p.read_bytes())
+                out[rel] = ("file", stat.S_IMODE(st.st_mode), p.read_bytes(), st.st_nlink)
     return out
+
+
+def inode_groups(root: Path) -> list[list[str]]:
+    """Names that share an inode (hard links), each group sorted."""
+    groups: dict[int, list[str]] = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and not p.is_symlink():
+            groups.setdefault(p.stat().st_ino, []).append(str(p.relative_to(root)))
+    return sorted(g for g in groups.values() if len(g) > 1)
+
+
+def assert_sparse_like(src: Path, out: Path) -> None:
+    """The restored file keeps its holes: allocated blocks within 128 KiB of the source's."""
+    s, r = os.stat(src), os.stat(out)
+    assert r.st_size == s.st_size
+    assert r.st_blocks * 512 <= s.st_blocks * 512 + 128 * 1024, (s.st_blocks, r.st_blocks)
 
 
 def chunk_files(store_path: Path) -> set[str]:
@@ -114,6 +132,27 @@ def test_backup_list_restore_incremental_prune_gc(tmp_path):
     out = cli("restore", "clistore", "host/web01/2025-11-26T03:00:00Z", "root.tar", target, env=env, check=0).stdout
     assert "TASK OK" in out
     assert snapshot_of_tree(target) == before
+    assert inode_groups(target) == inode_groups(src) == [
+        ["etc/deep/file5-again", "etc/file5", "hard-link-to-file5"]]
+    assert_sparse_like(src / "sparse.img", target / "sparse.img")
+
+    # A restore killed outright (SIGKILL) leaves no target; repeating it gives the same tree
+    # and removes what the killed one left behind.
+    target3 = tmp_path / "killed"
+    proc = subprocess.Popen([sys.executable, "manage.py", "restore", "clistore", "host/web01/2025-11-26T03:00:00Z",
+                             "root.tar", str(target3)], cwd=REPO, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 60
+    while not list(tmp_path.glob(".killed.partial-*/copy-of-data.bin")) and time.monotonic() < deadline:
+        assert proc.poll() is None, "the restore ended before it could be killed"
+        time.sleep(0.002)
+    proc.kill()
+    proc.wait()
+    assert not target3.exists() and list(tmp_path.glob(".killed.partial-*"))
+    out = cli("restore", "clistore", "host/web01/2025-11-26T03:00:00Z", "root.tar", target3, env=env, check=0).stdout
+    assert "left by an interrupted restore" in out
+    assert snapshot_of_tree(target3) == before and inode_groups(target3) == inode_groups(src)
+    assert not list(tmp_path.glob(".killed.partial-*"))
 
     # Change about 1% (a 256 KiB region of one 16 MiB file of ~59 MiB) and back up again.
     with open(src / "data.bin", "r+b") as f:

@@ -129,6 +129,73 @@ def test_backup_restore_identical_tree(store, tree, tmp_path):
     assert again.chunks_new == 0 and again.chunks_reused == res.chunks_new + res.chunks_reused
 
 
+def test_sparse_files_and_hard_links(store, tmp_path):
+    """Holes stay holes (allocated blocks compared), hard links come back as one
+    inode, also when a pattern leaves the first name out."""
+    src = tmp_path / "src"
+    (src / "sub").mkdir(parents=True)
+    with open(src / "sparse.img", "wb") as f:          # data, hole, data, trailing hole
+        f.truncate(40 * MiB)
+        f.seek(5 * MiB)
+        f.write(random.Random(1).randbytes(100_000))
+        f.seek(20 * MiB + 123)
+        f.write(b"x" * 5000)
+    with open(src / "tail-hole.bin", "wb") as f:
+        f.write(random.Random(2).randbytes(300_000))
+        f.truncate(9 * MiB)
+    (src / "a.txt").write_bytes(b"one inode, three names\n" * 1000)
+    os.link(src / "a.txt", src / "b-link.txt")
+    os.link(src / "a.txt", src / "sub" / "c-link.txt")
+    os.link(src / "sparse.img", src / "sub" / "sparse-link.img")
+    res = run_backup(store, "host", "links", [("root.tar", src)], backup_time=1000)
+    out = tmp_path / "out"
+    restore_archive(store, res.ref, "root.tar", out)
+    assert_same_tree(src, out)
+    for name in ("sparse.img", "tail-hole.bin"):
+        s, r = os.stat(src / name), os.stat(out / name)
+        assert r.st_size == s.st_size and r.st_blocks * 512 < 2 * MiB
+        assert r.st_blocks * 512 <= s.st_blocks * 512 + 128 * 1024, (name, s.st_blocks, r.st_blocks)
+    ino = {n: os.stat(out / n) for n in ("a.txt", "b-link.txt", "sub/c-link.txt")}
+    assert len({st.st_ino for st in ino.values()}) == 1 and ino["a.txt"].st_nlink == 3
+    assert os.stat(out / "sub/sparse-link.img").st_ino == os.stat(out / "sparse.img").st_ino
+    # the archive stores the data once: later names are hard link members
+    cat = read_catalog(store, res.ref)
+    assert cat.find("root.tar", "b-link.txt").type == "h" and cat.find("root.tar", "b-link.txt").link == "a.txt"
+    buf = io.BytesIO()
+    restore_file(store, res.ref, "root.tar", "sub/c-link.txt", buf)
+    assert buf.getvalue() == (src / "a.txt").read_bytes()
+    # a pattern that leaves out the first name: the data is restored under the linked name
+    part = tmp_path / "part"
+    restore_archive(store, res.ref, "root.tar", part, pattern="sub")
+    assert sorted(str(p.relative_to(part)) for p in part.rglob("*")) == [
+        "sub", "sub/c-link.txt", "sub/sparse-link.img"]
+    assert (part / "sub/c-link.txt").read_bytes() == (src / "a.txt").read_bytes()
+    assert (part / "sub/sparse-link.img").read_bytes() == (src / "sparse.img").read_bytes()
+
+
+def test_restore_removes_only_stale_partial_trees(store, tmp_path):
+    """What a killed restore left (.NAME.partial-*) goes; a running restore's (flock held) stays."""
+    import fcntl
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "f").write_bytes(b"x" * 1000)
+    res = run_backup(store, "host", "p", [("root.tar", src)], backup_time=1000)
+    stale = tmp_path / ".out.partial-999999-dead"
+    (stale / "half").mkdir(parents=True)
+    live = tmp_path / ".out.partial-1-live"
+    live.mkdir()
+    fd = os.open(live, os.O_RDONLY)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        rep = ListReporter()
+        restore_archive(store, res.ref, "root.tar", tmp_path / "out", reporter=rep)
+    finally:
+        os.close(fd)
+    assert not stale.exists() and live.exists()
+    assert any("left by an interrupted restore" in line for line in rep.lines)
+    assert_same_tree(src, tmp_path / "out")
+
+
 def test_incremental_only_changed_chunks_new(store, tmp_path):
     src = tmp_path / "src"
     src.mkdir()

@@ -299,6 +299,20 @@ class ArchiveReader(io.RawIOBase):
             want -= k
         return parts[0] if len(parts) == 1 else b"".join(parts)
 
+    def pieces(self, start: int, end: int):
+        """Yield memoryviews (no copies) over the archive bytes [start, end), chunk
+        by chunk, through the same readahead as read(); the position is left at end."""
+        if end > self.size:
+            raise CorruptionError(f"archive data ends at {self.size}, before {end} (truncated)", "archive")
+        pos = start
+        while pos < end:
+            data, cstart = self._chunk(self.index.chunk_index(pos))
+            off = pos - cstart
+            k = min(end - pos, len(data) - off)
+            yield memoryview(data)[off:off + k]
+            pos += k
+        self.pos = end
+
     def iter_chunks(self):
         """Yield (offset, data) of every chunk in order (for whole-archive copies)."""
         for i in range(len(self.index)):

@@ -15,7 +15,7 @@ from .report import Reporter
 
 BLOCK = 512
 # Catalog entry types
-T_FILE, T_DIR, T_SYMLINK, T_CHR, T_BLK, T_FIFO = "f", "d", "l", "c", "b", "p"
+T_FILE, T_DIR, T_SYMLINK, T_CHR, T_BLK, T_FIFO, T_HARDLINK = "f", "d", "l", "c", "b", "p", "h"
 
 
 def _pax_mtime(st) -> tuple[float, str | None]:
@@ -38,6 +38,7 @@ class TarStream:
         self.catalog: list[list] = []     # [path, type, size, mtime, mode, offset, link]
         self.warnings = 0
         self.files = 0
+        self._links: dict[tuple[int, int], str] = {}   # (dev, inode) -> first path, files with nlink > 1
         self._members = self._walk()
         self._pending = memoryview(b"")
         self._fd = -1
@@ -61,7 +62,8 @@ class TarStream:
             ti.pax_headers = {"mtime": pax_mtime}
         ti.size = size
         ti.type = {T_FILE: tarfile.REGTYPE, T_DIR: tarfile.DIRTYPE, T_SYMLINK: tarfile.SYMTYPE,
-                   T_CHR: tarfile.CHRTYPE, T_BLK: tarfile.BLKTYPE, T_FIFO: tarfile.FIFOTYPE}[kind]
+                   T_CHR: tarfile.CHRTYPE, T_BLK: tarfile.BLKTYPE, T_FIFO: tarfile.FIFOTYPE,
+                   T_HARDLINK: tarfile.LNKTYPE}[kind]
         ti.linkname = link
         if kind in (T_CHR, T_BLK):
             ti.devmajor, ti.devminor = os.major(st.st_rdev), os.minor(st.st_rdev)
@@ -105,6 +107,14 @@ class TarStream:
                 mode = cst.st_mode
                 if stat.S_ISDIR(mode):
                     subdirs.append((crel, e.path, cst))
+                elif stat.S_ISREG(mode) and cst.st_nlink > 1 and (cst.st_dev, cst.st_ino) in self._links:
+                    # Another name of a file already in the archive: a hard link
+                    # member (FORMAT.md §8), no data.
+                    first = self._links[(cst.st_dev, cst.st_ino)]
+                    hdr = self._header(crel, cst, T_HARDLINK, 0, first)
+                    self._entry(crel, cst, T_HARDLINK, 0, hdr, first)
+                    self.files += 1
+                    yield hdr, -1, 0
                 elif stat.S_ISREG(mode):
                     try:
                         fd = os.open(e.path, os.O_RDONLY | os.O_NOFOLLOW)
@@ -115,6 +125,8 @@ class TarStream:
                     if not stat.S_ISREG(fst.st_mode):
                         os.close(fd)
                         continue
+                    if fst.st_nlink > 1:
+                        self._links.setdefault((fst.st_dev, fst.st_ino), crel)
                     hdr = self._header(crel, fst, T_FILE, fst.st_size)
                     self._entry(crel, fst, T_FILE, fst.st_size, hdr)
                     self.files += 1
