@@ -120,6 +120,12 @@ class Remote(models.Model):
             os.replace(tmp, path)
         return str(path)
 
+    def rate_file(self) -> str:
+        """Where every process of this node paces the remote's request rate (limits.FileRateLimiter)."""
+        path = data_file("remote-rate", "remote_id", self.remote_id)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        return str(path)
+
     def config(self, secret_key: str | None = None, write_ca: bool = True, **overrides) -> RemoteConfig:
         """The engine's settings for this remote (the secret decrypted unless given)."""
         values = dict(
@@ -134,7 +140,7 @@ class Remote(models.Model):
             tls_fingerprint=self.tls_fingerprint or None,
             min_storage_days=self.min_storage_days,
             object_lock_days=self.object_lock_days, object_lock_mode=self.object_lock_mode,
-            request_rate=self.request_rate,
+            request_rate=self.request_rate, rate_file=self.rate_file() if self.request_rate else None,
         )
         values.update(overrides)
         return RemoteConfig(**values)

@@ -94,7 +94,7 @@ def _enforce_limits(client, cfg: RemoteConfig, guard: CapGuard | None, throttle:
     """Caps first (a request that is not allowed must not wait for a slot),
     then the remote's shared rate, then the client's throttle. Registered
     before the counters, so a refused request is not counted."""
-    shared = shared_rate_limiter(cfg.id, cfg.request_rate) if cfg.request_rate else None
+    shared = shared_rate_limiter(cfg.id, cfg.request_rate, cfg.rate_file) if cfg.request_rate else None
 
     def before_send(request, event_name, **kwargs):
         if guard is not None and guard.active():

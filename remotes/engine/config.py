@@ -60,6 +60,7 @@ class RemoteConfig:
     object_lock_days: int = 0             # every pushed object locked this long (0: no lock), docs/DESIGN.md §3
     object_lock_mode: str = "governance"  # OBJECT_LOCK_MODES
     request_rate: float | None = None     # requests per second, every method (limits.py)
+    rate_file: str | None = None          # where processes share the pace of request_rate (limits.py)
 
     def resolved_endpoint(self) -> str:
         """The endpoint URL with `{{region}}` filled in.

@@ -2,7 +2,9 @@
 (make_s3_client registers them as botocore `before-send` handlers).
 
 - A request rate (requests per second) covering every method, shared by
-  every client of the remote in the process: `shared_rate_limiter(id, rate)`.
+  every client of the remote: `shared_rate_limiter(id, rate, path)`. With a
+  path (the data directory's `remote-rate/<id>`) the pace is kept in that file
+  under an flock, so jobs and drills in different worker processes share it.
 - A per-run throttle: when the provider answers 429 or 503 SlowDown the run
   lowers its own rate to half of what it was sending, for the rest of the run.
 - Caps (`CapGuard`): daily request caps per class, as Backblaze B2 defines
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import collections
 import fcntl
+import os
 import sqlite3
 import threading
 import time
@@ -91,17 +94,63 @@ class SlidingWindowLimiter:
             return sum(1 for t in self._sent if t > now - seconds)
 
 
-_SHARED: dict[str, SlidingWindowLimiter] = {}
+class FileRateLimiter:
+    """The even pace of SlidingWindowLimiter across processes: one small file
+    holds the monotonic time at which the next request may go. acquire() takes
+    the next free slot under an flock (a thread lock too: flock does not
+    exclude threads sharing one open file) and sleeps until it outside the lock.
+
+    CLOCK_MONOTONIC is one clock for every process of the machine; a slot more
+    than STALE_SECONDS ahead can only come from before a reboot and is ignored."""
+
+    STALE_SECONDS = 60.0
+
+    def __init__(self, path, rate: float, *, clock=time.monotonic, sleep=time.sleep):
+        self.path, self.clock, self.sleep = path, clock, sleep
+        self._lock = threading.Lock()
+        self.set_rate(rate)
+
+    def set_rate(self, rate: float) -> None:
+        self.rate = float(rate)
+        self.interval = SlidingWindowLimiter.PACE_MARGIN / self.rate
+
+    def acquire(self) -> float:
+        """Wait for this request's slot; returns the seconds waited."""
+        with self._lock:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+                now = self.clock()
+                try:
+                    taken = float(os.pread(fd, 64, 0) or 0)
+                except ValueError:
+                    taken = 0.0
+                if taken > now + self.STALE_SECONDS:
+                    taken = 0.0
+                slot = max(now, taken)
+                data = repr(slot + self.interval).encode()
+                os.pwrite(fd, data.ljust(32), 0)
+            finally:
+                os.close(fd)  # releases the flock
+        wait = slot - now
+        if wait > 0:
+            self.sleep(wait)
+        return max(0.0, wait)
+
+
+_SHARED: dict[tuple, SlidingWindowLimiter | FileRateLimiter] = {}
 _SHARED_LOCK = threading.Lock()
 
 
-def shared_rate_limiter(remote_id: str, rate: float) -> SlidingWindowLimiter:
+def shared_rate_limiter(remote_id: str, rate: float, path=None) -> SlidingWindowLimiter | FileRateLimiter:
     """The one limiter of a remote in this process (its rate follows the
-    remote's current setting)."""
+    remote's current setting); with `path`, one paced through that file by
+    every process that names it."""
     with _SHARED_LOCK:
-        limiter = _SHARED.get(remote_id)
+        key = (remote_id, str(path) if path else None)
+        limiter = _SHARED.get(key)
         if limiter is None:
-            limiter = _SHARED[remote_id] = SlidingWindowLimiter(rate)
+            limiter = _SHARED[key] = FileRateLimiter(path, rate) if path else SlidingWindowLimiter(rate)
         elif limiter.rate != rate:
             limiter.set_rate(rate)
         return limiter
