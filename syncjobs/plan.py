@@ -147,10 +147,7 @@ def pull_plan_rows(data: dict) -> list[tuple[str, str]]:
                      f"{upto}{fmt_bytes(data['bytes'])}"),
         ("requests", f"{upto}{reqs['GET']:,} GET, {reqs['LIST']:,} LIST"),
     ]
-    for name, cls in data["request-classes"].items():
-        if cls["count"] or cls["cost"]:
-            label = f"class {name}" if name != "free" else "free"
-            rows.append((f"  {label} ({'/'.join(cls['kinds'])})", f"{cls['count']:,}: {format_usd(cls['cost'])}"))
+    rows += class_rows(data)
     rows += [
         ("request cost", format_usd(data["request-cost"])),
         ("egress cost", format_usd(data["egress-cost"])),
@@ -161,6 +158,13 @@ def pull_plan_rows(data: dict) -> list[tuple[str, str]]:
     ]
     rows += [("note", n) for n in data["notes"]]
     return rows
+
+
+def class_rows(data: dict) -> list[tuple[str, str]]:
+    """The plan's requests by price class (B2's A/B/C, or free), with their cost."""
+    return [(f"  {'free' if name == 'free' else f'class {name}'} ({'/'.join(cls['kinds'])})",
+             f"{cls['count']:,}: {format_usd(cls['cost'])}")
+            for name, cls in data["request-classes"].items() if cls["count"] or cls["cost"]]
 
 
 def plan_rows(data: dict) -> list[tuple[str, str]]:
@@ -174,10 +178,7 @@ def plan_rows(data: dict) -> list[tuple[str, str]]:
         ("upload", f"{data['objects']:,} objects ({data['chunks']:,} chunks), {fmt_bytes(data['bytes'])}"),
         ("requests", ", ".join(f"{reqs.get(k, 0):,} {k}" for k in ("PUT", "GET", "HEAD", "LIST", "DELETE"))),
     ]
-    for name, cls in data["request-classes"].items():
-        if cls["count"] or cls["cost"]:
-            label = f"class {name}" if name != "free" else "free"
-            rows.append((f"  {label} ({'/'.join(cls['kinds'])})", f"{cls['count']:,}: {format_usd(cls['cost'])}"))
+    rows += class_rows(data)
     rows += [
         ("request cost", format_usd(data["request-cost"])),
         ("storage added", f"{format_usd(data['storage-cost-added-per-month'])} per month"),
