@@ -36,6 +36,7 @@ def test_running_backup_locks_its_group_against_forget_and_prune(net, tmp_path):
     env = net.env(*net.token(power, "h1"))
     first = json.loads(client("backup", f"root.tar:{src}", "--backup-id", "web01", "--output-format", "json",
                               env=env, check=0).stdout)["snapshot"]
+    time.sleep(1.1)        # the next snapshot needs a later backup time (whole seconds)
     # A second backup of the group, slowed down: 8 MiB of random data at 1 MiB/s.
     (src / "big.bin").write_bytes(os.urandom(8 * MiB))
     slow = client_popen("backup", f"root.tar:{src}", "--backup-id", "web01", "--rate", "1MiB",
