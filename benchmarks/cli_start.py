@@ -19,12 +19,10 @@ The machine's load is printed: on a shared machine compare ratios, not seconds.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import resource
 import shutil
-import socket
 import ssl
 import statistics
 import subprocess
@@ -36,15 +34,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from tests.conftest import S3Server, make_test_client  # noqa: E402
+from datastores.client.http import format_fingerprint  # noqa: E402
+from tests.conftest import S3Server, free_port, make_test_client, wait_for_port  # noqa: E402
 
 PY = sys.executable
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def must(cmd, env, cwd=REPO) -> str:
@@ -129,16 +122,11 @@ def main() -> None:
                                   env={**env, "PBSWEB_PORT": str(port), "PBSWEB_BIND": "127.0.0.1"}, cwd=REPO,
                                   stdout=open(work / "gunicorn.log", "wb"), stderr=subprocess.STDOUT,
                                   start_new_session=True)
-        for _ in range(150):
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.2).close()
-                break
-            except OSError:
-                time.sleep(0.2)
+        wait_for_port(port, timeout=30, proc=server)
         der = ssl.PEM_cert_to_DER_cert((work / "var" / "proxy.pem").read_text())
         cenv = {k: v for k, v in env.items() if not k.startswith(("PBSWEB", "DJANGO"))}
         cenv.update(PBS_REPOSITORY=f"{token['tokenid']}@127.0.0.1:{port}:st1", PBS_PASSWORD=token["value"],
-                    PBS_FINGERPRINT=":".join(f"{b:02x}" for b in hashlib.sha256(der).digest()))
+                    PBS_FINGERPRINT=format_fingerprint(der))
         must([PY, "-m", "datastores.client", "snapshots"], cenv)  # the server answers
 
         anchor = work / "anchor"

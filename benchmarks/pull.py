@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks.ingest import generate, parse_size  # noqa: E402
+from benchmarks.sync import rclone_env  # noqa: E402
 from datastores.engine.backup import run_backup  # noqa: E402
 from datastores.engine.datastore import Datastore  # noqa: E402
 from remotes.engine.client import RequestCounters, make_s3_client  # noqa: E402
@@ -53,17 +54,6 @@ MiB = 1024 * 1024
 BUCKET = "pull-bench"
 PREFIX = "store"
 OUT = ROOT / "var" / "benchmarks" / "pull.json"
-
-
-def rclone_env(url: str) -> dict:
-    env = {k: v for k, v in os.environ.items() if k != "AWS_CA_BUNDLE"}
-    env.update({
-        "RCLONE_CONFIG_BENCH_TYPE": "s3", "RCLONE_CONFIG_BENCH_PROVIDER": "Other",
-        "RCLONE_CONFIG_BENCH_ENDPOINT": url, "RCLONE_CONFIG_BENCH_ACCESS_KEY_ID": "testing",
-        "RCLONE_CONFIG_BENCH_SECRET_ACCESS_KEY": "testing", "RCLONE_CONFIG_BENCH_REGION": "us-east-1",
-        "RCLONE_CONFIG_BENCH_FORCE_PATH_STYLE": "true",
-    })
-    return env
 
 
 def rclone_copy(url: str, target: Path, transfers: int) -> None:
