@@ -6,6 +6,7 @@ and are also the standalone commands `remote-content` and `remote-restore`.
 """
 import json
 import os
+from contextlib import contextmanager
 
 from django.core.management.base import CommandError
 
@@ -75,6 +76,21 @@ def _record(obj, counters):
         pass
 
 
+@contextmanager
+def _bucket_requests(obj):
+    """Counters for a command's S3 requests, recorded at its end; a failure of the
+    bucket becomes the command's error (exit 1), explained."""
+    counters = RequestCounters()
+    try:
+        yield counters
+    except CommandError:
+        raise
+    except Exception as e:
+        raise CommandError(f"remote {obj.remote_id}: {_s3_error(e, obj)}", returncode=1) from None
+    finally:
+        _record(obj, counters)
+
+
 def _s3_error(exc, obj) -> str:
     if isinstance(exc, SyncError):
         return str(exc)
@@ -107,8 +123,7 @@ def do_content(stdout, opts) -> None:
             raise usage_error("--remote-store: required with --as-of (the prefix need not hold its marker now)")
         do_content_as_of(stdout, obj, opts["remote_store"].strip("/"), ns, as_of, fmt)
         return
-    counters = RequestCounters()
-    try:
+    with _bucket_requests(obj) as counters:
         client = obj.client(counters=counters)
         stores = store_prefixes(make_bucket(obj, client))
         names = [s.prefix for s in stores]
@@ -123,12 +138,6 @@ def do_content(stdout, opts) -> None:
             items += [snapshot_json(s, prefix) for s in listing.snapshots]
             problems += listing.unreadable
             warnings += [listing.warning] if listing.warning else []
-    except CommandError:
-        raise
-    except Exception as e:
-        raise CommandError(f"remote {obj.remote_id}: {_s3_error(e, obj)}", returncode=1) from None
-    finally:
-        _record(obj, counters)
     if fmt != "text":
         stdout.write(json.dumps(items, indent=2 if fmt == "json-pretty" else None))
         return
@@ -149,8 +158,7 @@ def do_content(stdout, opts) -> None:
 
 def do_content_as_of(stdout, obj, prefix: str, ns: str, as_of, fmt: str) -> None:
     """`remote content ID --remote-store P --as-of TIME`: the prefix's snapshots as they were then."""
-    counters = RequestCounters()
-    try:
+    with _bucket_requests(obj) as counters:
         bucket = AsOfBucket(make_bucket(obj, obj.client(counters=counters), prefix), as_of)
         try:
             bucket.check()
@@ -159,12 +167,6 @@ def do_content_as_of(stdout, obj, prefix: str, ns: str, as_of, fmt: str) -> None
                 raise
             raise usage_error(f"--{e}") from None
         listing = list_snapshots(bucket, ns)
-    except CommandError:
-        raise
-    except Exception as e:
-        raise CommandError(f"remote {obj.remote_id}: {_s3_error(e, obj)}", returncode=1) from None
-    finally:
-        _record(obj, counters)
     items = [snapshot_json(s, prefix) for s in listing.snapshots]
     if fmt != "text":
         stdout.write(json.dumps(items, indent=2 if fmt == "json-pretty" else None))
