@@ -49,6 +49,8 @@ class Registry:
         self.task_types: dict[str, TaskType] = {}
         self._later: list[Callable[[], None]] = []
         self._loading = threading.RLock()  # the web server's threads wait for the whole of it
+        self._loaded = True                # every deferred registration has run to its end
+        self._load_depth = 0               # load() calls running in the thread holding _loading
         self._task_functions: dict[str, Callable] = {}
         self._tick_jobs: list[tuple[str, Callable]] = []
         self._user_errors: tuple[type[BaseException], ...] = ()
@@ -67,6 +69,7 @@ class Registry:
         """`register()` imports the app's tasks and dashboard modules and registers what they hold;
         it runs once, when anything below task_types is first read."""
         self._later.append(register)
+        self._loaded = False
 
     def task_function(self, name: str, func: Callable) -> None:
         self._task_functions[name] = func
@@ -90,8 +93,8 @@ class Registry:
 
     def hint(self, func: Callable, order: int) -> None:
         """`func(request)` returns a getting-started hint (HTML-free text and a link) or None;
-        the dashboard shows the first of lowest `order` (the first step first, whichever app
-        registered its hint first)."""
+        the dashboard shows the first of lowest `order` (the first step first, in whatever order
+        the apps registered their hints)."""
         if func not in [f for _, f in self._hints]:
             self._hints.append((order, func))
             self._hints.sort(key=lambda entry: entry[0])
@@ -117,11 +120,19 @@ class Registry:
     def load(self) -> None:
         """Run the registrations the apps deferred, once each. Another thread waits until all
         have run; the same thread may read the registry while one runs (it is off the list)."""
-        if not self._later:
+        if self._loaded:
             return
         with self._loading:
-            while self._later:
-                self._later.pop(0)()
+            # _loaded, not an empty list, tells other threads it is done: the last registration
+            # is off the list while it still runs.
+            self._load_depth += 1
+            try:
+                while self._later:
+                    self._later.pop(0)()
+            finally:
+                self._load_depth -= 1
+            if self._load_depth == 0 and not self._later:
+                self._loaded = True
 
     @property
     def task_functions(self) -> dict[str, Callable]:
