@@ -52,7 +52,8 @@ class SlidingWindowLimiter:
     one request per 1/rate seconds (plus 10%), never a burst, so that delays
     on the way do not bunch requests above the rate where the provider counts
     them (the margin absorbs up to 0.1 s of jitter between two requests R apart;
-    at 5%, a loaded 2-core machine once delivered R+1 within one second). acquire() blocks until a request may go; thread-safe, waiters sleep
+    at 5%, a loaded 2-core machine once delivered R+1 within one second).
+    acquire() blocks until a request may go; thread-safe, waiters sleep
     outside the lock. `slots` > 1 allows bursts (only for counting)."""
 
     PACE_MARGIN = 1.10
