@@ -159,19 +159,17 @@ def run_sync_job(reporter, job_id: str, reconcile: bool = False, as_of: str | No
     reporter.log(rate_text)
     reporter.log(limits_text(remote, guard))
     store = job.store.engine()
-    if as_of:  # the view of a past time is not what the prefix holds: its inventory learns nothing
-        try:
-            keys = bucket.check()
-        except SyncError as e:
-            record_usage(remote, counters.snapshot(), task)
-            if guard is not None:
-                guard.close()
-            raise TaskError(str(e)) from None
-        reporter.log(f"as of {bucket.as_of.isoformat()}: {keys} objects were current in the prefix "
-                     "(one ListObjectVersions listing; each read names its version)")
+    # the view of a past time is not what the prefix holds: its inventory learns nothing
     inventory = None if as_of else open_inventory(remote, cfg, job.remote_store)
     result = None
     try:
+        if as_of:
+            try:
+                keys = bucket.check()
+            except SyncError as e:
+                raise TaskError(str(e)) from None
+            reporter.log(f"as of {bucket.as_of.isoformat()}: {keys} objects were current in the prefix "
+                         "(one ListObjectVersions listing; each read names its version)")
         if job.direction == "pull":
             if reconcile:
                 reporter.log("pull always lists the bucket prefix; nothing extra to reconcile")
