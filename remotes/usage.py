@@ -132,10 +132,7 @@ def this_month(remote, today: datetime.date | None = None) -> dict:
     pricing = remote.pricing()
     provider = remote.provider or "other"
     days_in_month = calendar.monthrange(today.year, today.month)[1]
-    sums = (RemoteUsage.objects.filter(remote=remote, day__gte=today.replace(day=1), day__lte=today)
-            .aggregate(**{k: Sum(k) for k in (*USAGE_KINDS, "bytes_down")}))
-    requests = _requests_of(sums)
-    egress = int(sums.get("bytes_down") or 0)
+    requests, egress = month_usage(remote, today)
     stored = remote.stored_bytes or 0
     so_far = cost.monthly_cost(provider, stored, requests, egress, pricing=pricing)
     scale = days_in_month / today.day
@@ -220,15 +217,20 @@ def used_today(remote, day: datetime.date | None = None) -> dict:
     return used
 
 
-def month_so_far(remote, today: datetime.date | None = None) -> cost.CostBreakdown:
-    """This month's bill as it stands: the month's requests and egress so far,
-    the bytes stored now for the whole month."""
+def month_usage(remote, today: datetime.date | None = None) -> tuple[dict, int]:
+    """The month's requests by kind ({"PUT": n, …}) and egress bytes, up to `today`."""
     today = today or timezone.localdate()
     sums = (RemoteUsage.objects.filter(remote=remote, day__gte=today.replace(day=1), day__lte=today)
             .aggregate(**{k: Sum(k) for k in (*USAGE_KINDS, "bytes_down")}))
-    requests = {kind.upper(): int(sums.get(kind) or 0) for kind in USAGE_KINDS}
-    return cost.monthly_cost(remote.provider or "other", remote.stored_bytes, requests,
-                             int(sums.get("bytes_down") or 0), pricing=remote.pricing())
+    return _requests_of(sums), int(sums.get("bytes_down") or 0)
+
+
+def month_so_far(remote, today: datetime.date | None = None) -> cost.CostBreakdown:
+    """This month's bill as it stands: the month's requests and egress so far,
+    the bytes stored now for the whole month."""
+    requests, egress = month_usage(remote, today)
+    return cost.monthly_cost(remote.provider or "other", remote.stored_bytes, requests, egress,
+                             pricing=remote.pricing())
 
 
 def _ledger_spent(remote) -> float:

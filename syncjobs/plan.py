@@ -8,18 +8,16 @@ from datetime import datetime
 from datastores.engine.prune import KeepOptions
 from pbsweb.errors import UserError
 from remotes.engine.client import RequestCounters
-from django.db.models import Sum
-from django.utils import timezone
-
 from remotes.engine.cost import format_usd, monthly_cost, run_cost
 from remotes.engine.cost import provider_prices as cost_prices
-from remotes.models import RemoteUsage, record_usage
+from remotes.models import record_usage
+from remotes.usage import month_usage
 from syncjobs.engine.bucket import Bucket, SyncError
 from syncjobs.engine.common import fmt_bytes, fmt_eta
 from syncjobs.engine.plan import plan_pull, plan_push
+from syncjobs.engine.ratelimit import transfer_seconds
 from syncjobs.engine.retention import simulate_remote_prune
 from syncjobs.engine.scope import Scope, normalize_ns
-from syncjobs.engine.ratelimit import transfer_seconds
 from syncjobs.models import KEEP_FIELDS, SyncJob
 from syncjobs.tasks import open_inventory, push_options, rate_rules
 
@@ -87,7 +85,7 @@ def pull_plan(job: SyncJob, *, now: datetime | None = None, pricing: dict | None
     provider = remote.provider or "other"
     stored = max(remote.stored_bytes or 0, plan.listed_bytes)   # the listing shows what the bucket holds
     requests = run_cost(provider, plan.requests, 0, stored, pricing=pricing)
-    egress_so_far = month_so_far_egress(remote)
+    egress_so_far = month_usage(remote)[1]
     before = monthly_cost(provider, stored, {}, egress_so_far, pricing=pricing).egress
     after = monthly_cost(provider, stored, {}, egress_so_far + plan.bytes, pricing=pricing).egress
     egress = None if before is None or after is None else after - before
@@ -118,12 +116,6 @@ def pull_plan(job: SyncJob, *, now: datetime | None = None, pricing: dict | None
         "seconds": seconds if plan.bytes else 0, "rate-limited": limited, "exact": plan.exact,
         "notes": notes + [n for n in requests.notes if "bills every object" not in n],   # (deletions only)
     }
-
-
-def month_so_far_egress(remote) -> int:
-    today = timezone.localdate()
-    return int(RemoteUsage.objects.filter(remote=remote, day__gte=today.replace(day=1))
-               .aggregate(n=Sum("bytes_down"))["n"] or 0)
 
 
 def duration_text(data: dict) -> str:
